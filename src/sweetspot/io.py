@@ -1,0 +1,124 @@
+"""Reading and writing tables: JSONL or Parquet, a file or a folder of shards; atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sweetspot.errors import InputError
+
+TABLE_SUFFIXES = (".parquet", ".jsonl", ".json")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    A reader never sees a half-written file, and a killed writer leaves at most a ``.tmp-*`` file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def _json_default(o: object) -> object:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_table(table: pa.Table, path: str | os.PathLike, fmt: str | None = None) -> Path:
+    """Write ``table`` atomically as Parquet or JSONL (chosen by ``fmt`` or the suffix)."""
+    path = Path(path)
+    fmt = fmt or ("jsonl" if path.suffix in (".jsonl", ".json") else "parquet")
+    with atomic_path(path) as tmp:
+        if fmt == "parquet":
+            pq.write_table(table, tmp)
+        elif fmt == "jsonl":
+            with open(tmp, "w", encoding="utf-8") as f:
+                for row in table.to_pylist():
+                    f.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+        else:
+            raise ValueError(f"unknown format {fmt!r}: use parquet or jsonl")
+    return path
+
+
+def list_table_files(path: str | os.PathLike) -> list[Path]:
+    """The table files at ``path``: the file itself, or the sorted shards of a folder."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file or folder", file=str(path))
+    if path.is_file():
+        return [path]
+    files = sorted(
+        p for p in path.iterdir() if p.suffix in TABLE_SUFFIXES and not p.name.startswith(".")
+    )
+    if not files:
+        raise InputError("folder holds no .parquet or .jsonl files", file=str(path))
+    return files
+
+
+def read_jsonl(path: Path) -> pa.Table:
+    """Read a JSONL file; a line that is not a JSON object is an error naming the file and line."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"not valid JSON ({e.msg})", file=str(path), row=lineno) from None
+            if not isinstance(row, dict):
+                raise InputError("a line must be a JSON object", file=str(path), row=lineno)
+            rows.append(row)
+    if not rows:
+        return pa.table({})
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise InputError(f"rows do not share one schema ({e})", file=str(path)) from None
+
+
+def read_table_file(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """Read one Parquet or JSONL file into an Arrow table."""
+    if path.suffix == ".parquet":
+        try:
+            schema = pq.read_schema(path)
+            cols = [c for c in columns if c in schema.names] if columns else None
+            return pq.read_table(path, columns=cols)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise InputError(f"cannot read Parquet ({e})", file=str(path)) from None
+    table = read_jsonl(path)
+    if columns:
+        table = table.select([c for c in columns if c in table.column_names])
+    return table

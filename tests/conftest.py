@@ -1,0 +1,27 @@
+"""Shared fixtures: tiny models saved to disk once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory):
+    """A random 2-layer Llama causal LM with a 512-token ChatML tokenizer, saved to a folder."""
+    from sweetspot.tiny import make_tiny_causal_lm
+
+    return make_tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_rm_dir(tmp_path_factory):
+    """A random 2-layer LlamaForSequenceClassification (one logit) reward model, saved."""
+    from sweetspot.tiny import make_tiny_reward_model
+
+    return make_tiny_reward_model(tmp_path_factory.mktemp("tiny-rm"))
