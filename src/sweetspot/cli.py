@@ -10,6 +10,7 @@ from rich.console import Console
 
 from sweetspot import __version__
 from sweetspot.commands import pair as _pair
+from sweetspot.commands import train as _train
 from sweetspot.errors import InputError
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 app.command("pair")(_pair.pair)
+app.command("train")(_train.train)
 
 
 @app.callback(invoke_without_command=True)

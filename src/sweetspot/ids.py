@@ -1,4 +1,4 @@
-"""Prompt identity: a prompt's id is a hash of its canonical messages (join by id, never by position)."""
+"""Prompt identity: the id hashes the canonical messages (join by id, never by position)."""
 
 from __future__ import annotations
 

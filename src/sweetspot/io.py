@@ -41,7 +41,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+    write_text_atomic(
+        path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n"
+    )
 
 
 def _json_default(o: object) -> object:
@@ -89,7 +91,20 @@ def list_table_files(path: str | os.PathLike) -> list[Path]:
 
 def read_jsonl(path: Path) -> pa.Table:
     """Read a JSONL file; a line that is not a JSON object is an error naming the file and line."""
+    table = read_jsonl_rows(path)[2]
+    if table is None:
+        raise InputError("rows do not share one schema (a field changes type)", file=str(path))
+    return table
+
+
+def read_jsonl_rows(path: Path) -> tuple[list[dict], list[int], pa.Table | None]:
+    """Read a JSONL file: its rows, the 1-based line number of each, and the Arrow table.
+
+    A line that is not a JSON object is an error naming the file and line; rows whose types do not
+    fit one schema give ``None`` for the table, so the caller can find the offending row and field.
+    """
     rows = []
+    lines = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
@@ -101,12 +116,13 @@ def read_jsonl(path: Path) -> pa.Table:
             if not isinstance(row, dict):
                 raise InputError("a line must be a JSON object", file=str(path), row=lineno)
             rows.append(row)
+            lines.append(lineno)
     if not rows:
-        return pa.table({})
+        return rows, lines, pa.table({})
     try:
-        return pa.Table.from_pylist(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise InputError(f"rows do not share one schema ({e})", file=str(path)) from None
+        return rows, lines, pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return rows, lines, None
 
 
 def read_table_file(path: Path, columns: list[str] | None = None) -> pa.Table:

@@ -1,0 +1,61 @@
+"""Vectorised operations over a flat array cut into per-prompt segments by ``offsets``.
+
+All of a pool's rewards live in one flat float64 array, grouped by prompt and ordered by
+sample index inside each group; ``offsets`` (length P+1) marks where each prompt starts. These
+helpers replace per-prompt Python loops with a few passes over the flat array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def segment_ids(offsets: np.ndarray) -> np.ndarray:
+    """The segment (prompt) index of every element, as int32 (int64 past 2**31 prompts)."""
+    counts = np.diff(offsets)
+    dtype = np.int32 if len(counts) < 2**31 else np.int64
+    return np.repeat(np.arange(len(counts), dtype=dtype), counts)
+
+
+def segment_reduce(
+    ufunc: np.ufunc, values: np.ndarray, offsets: np.ndarray, empty: float = np.nan
+) -> np.ndarray:
+    """``ufunc.reduceat`` per segment, with ``empty`` for segments that hold no element.
+
+    ``np.ufunc.reduceat`` returns ``values[start]`` for an empty segment; this skips them.
+    """
+    counts = np.diff(offsets)
+    nonempty = counts > 0
+    if np.issubdtype(values.dtype, np.integer):  # keep integer keys exact; no NaN for ints
+        out = np.zeros(len(counts), dtype=values.dtype)
+    else:
+        out = np.full(len(counts), empty, dtype=np.float64)
+    if len(values):
+        out[nonempty] = ufunc.reduceat(values, offsets[:-1][nonempty])
+    return out
+
+
+def first_true(mask: np.ndarray, seg: np.ndarray, n_segments: int) -> np.ndarray:
+    """The flat index of the first True element of each segment, or -1 where there is none."""
+    idx = np.flatnonzero(mask)
+    out = np.full(n_segments, -1, dtype=np.int64)
+    if len(idx):
+        s = seg[idx]
+        keep = np.empty(len(idx), dtype=bool)
+        keep[0] = True
+        np.not_equal(s[1:], s[:-1], out=keep[1:])
+        out[s[keep]] = idx[keep]
+    return out
+
+
+def argbest(
+    values: np.ndarray, offsets: np.ndarray, seg: np.ndarray, *, largest: bool = False
+) -> np.ndarray:
+    """Per segment, the flat index of the smallest (or largest) value; ties go to the first.
+
+    Elements are ordered by sample index inside a segment, so "first" is the lower sample index.
+    NaN never wins; a segment with no comparable value gets -1.
+    """
+    ufunc = np.fmax if largest else np.fmin
+    best = segment_reduce(ufunc, values, offsets)
+    return first_true(values == best[seg], seg, len(offsets) - 1)
