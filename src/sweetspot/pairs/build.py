@@ -39,12 +39,21 @@ class PairBuilder:
     pool: Pool
     ctx: PoolContext
     margin: float = 0.0
+    diagnostics: bool = True
 
     @classmethod
     def from_pool(
-        cls, pool: Pool, *, ddof: float = 0.0, seed: int = 0, margin: float = 0.0
+        cls,
+        pool: Pool,
+        *,
+        ddof: float = 0.0,
+        seed: int = 0,
+        margin: float = 0.0,
+        diagnostics: bool = True,
     ) -> PairBuilder:
-        return cls(pool, pool.context(ddof=ddof, seed=seed), margin)
+        """A builder over ``pool``; ``diagnostics=False`` skips skewness, normality and the pool
+        summary (the pairs and their provenance are the same)."""
+        return cls(pool, pool.context(ddof=ddof, seed=seed), margin, diagnostics)
 
     @cached_property
     def normality(self) -> tuple[np.ndarray, np.ndarray]:
@@ -99,30 +108,31 @@ class PairBuilder:
     def _table(self, strategy, kept, c_rows, r_rows, c_target, r_target, c_text, r_text):
         ctx, pool = self.ctx, self.pool
         cr, rr = c_rows[kept], r_rows[kept]
-        _, p = self.normality
-        n_kept = len(kept)
-        return pa.table(
-            {
-                "prompt": pool.messages.take(pa.array(kept)),
-                "chosen": _one_message(c_text),
-                "rejected": _one_message(r_text),
-                "prompt_id": pa.array(pool.prompt_ids[kept].tolist(), pa.string()),
-                "strategy": pa.array([strategy.name] * n_kept, pa.string()),
-                "chosen_idx": ctx.sample_idx[cr],
-                "rejected_idx": ctx.sample_idx[rr],
-                "chosen_reward": ctx.rewards[cr],
-                "rejected_reward": ctx.rewards[rr],
-                "mu": ctx.mu[kept],
-                "sigma": ctx.sigma[kept],
-                "chosen_z": (ctx.rewards[cr] - ctx.mu[kept]) / ctx.sigma[kept],
-                "rejected_z": (ctx.rewards[rr] - ctx.mu[kept]) / ctx.sigma[kept],
-                "chosen_target": c_target[kept],
-                "rejected_target": r_target[kept],
-                "n": ctx.n[kept],
-                "skewness": ctx.skewness[kept],
-                "shapiro_p": p[kept],
-            }
-        )
+        mu, sigma = ctx.mu[kept], ctx.sigma[kept]
+        columns = {
+            "prompt": pool.messages.take(pa.array(kept)),
+            "chosen": _one_message(c_text),
+            "rejected": _one_message(r_text),
+            "prompt_id": pool.prompt_id_array.take(pa.array(kept)),
+            "strategy": pa.DictionaryArray.from_arrays(
+                np.zeros(len(kept), dtype=np.int32), [strategy.name]
+            ).cast(pa.string()),
+            "chosen_idx": ctx.sample_idx[cr],
+            "rejected_idx": ctx.sample_idx[rr],
+            "chosen_reward": ctx.rewards[cr],
+            "rejected_reward": ctx.rewards[rr],
+            "mu": mu,
+            "sigma": sigma,
+            "chosen_z": (ctx.rewards[cr] - mu) / sigma,
+            "rejected_z": (ctx.rewards[rr] - mu) / sigma,
+            "chosen_target": c_target[kept],
+            "rejected_target": r_target[kept],
+            "n": ctx.n[kept],
+        }
+        if self.diagnostics:
+            columns["skewness"] = ctx.skewness[kept]
+            columns["shapiro_p"] = self.normality[1][kept]
+        return pa.table(columns)
 
     @cached_property
     def pool_diagnostics(self) -> dict:
@@ -175,12 +185,13 @@ class PairBuilder:
             "chosen_z": _summary(chosen_z),
             "rejected_z": _summary(rejected_z),
             "margin": _summary(margin),
-            "pool": self.pool_diagnostics,
+            "pool": self.pool_diagnostics if self.diagnostics else None,
         }
 
 
 def _normalise_ws(texts: pa.Array) -> pa.Array:
-    return pc.utf8_trim_whitespace(pc.replace_substring_regex(texts, r"\s+", " "))
+    """Whitespace runs collapsed to one space, ends trimmed (as ``" ".join(s.split())``)."""
+    return pc.binary_join(pc.utf8_split_whitespace(texts), " ")
 
 
 def _one_message(texts: pa.Array) -> pa.Array:

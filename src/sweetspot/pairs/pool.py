@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -82,26 +83,15 @@ class Pool:
     def n_prompts(self) -> int:
         return len(self.prompt_ids)
 
+    @cached_property
+    def prompt_id_array(self) -> pa.Array:
+        return pa.array(self.prompt_ids.tolist(), pa.string())
+
     def context(self, ddof: float = 0.0, seed: int = 0) -> PoolContext:
-        keys = np.array(
-            [int(p[:16], 16) if _is_hex(p) else _hash64(p) for p in self.prompt_ids],
-            dtype=np.uint64,
+        """Statistics of this pool for pair selection."""
+        return PoolContext(
+            self.rewards, self.offsets, self.sample_idx, self.prompt_ids, ddof=ddof, seed=seed
         )
-        return PoolContext(self.rewards, self.offsets, self.sample_idx, keys, ddof=ddof, seed=seed)
-
-
-def _is_hex(s: str) -> bool:
-    try:
-        int(s[:16], 16)
-        return True
-    except ValueError:
-        return False
-
-
-def _hash64(s: str) -> int:
-    import hashlib
-
-    return int(hashlib.sha256(s.encode()).hexdigest()[:16], 16)
 
 
 @dataclass

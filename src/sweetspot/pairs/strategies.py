@@ -69,15 +69,14 @@ def _rows_target(ctx: PoolContext, rows: np.ndarray) -> Selection:
 
 def _nearest(ctx: PoolContext, target: np.ndarray) -> Selection:
     """The response whose reward is nearest ``target`` per prompt; ties to the lower index."""
-    dist = np.abs(ctx.rewards - target[ctx.seg])
-    return argbest(dist, ctx.offsets, ctx.seg), target
+    return ctx.nearest_rows(target), target
 
 
 @register_selector(r"min")
 def _min(m: re.Match) -> Selector:
     return Selector(
         "min",
-        lambda ctx, _: _rows_target(ctx, argbest(ctx.rewards, ctx.offsets, ctx.seg)),
+        lambda ctx, _: _rows_target(ctx, ctx.extreme_rows(largest=False)),
         order=(0, -math.inf),
     )
 
@@ -86,7 +85,7 @@ def _min(m: re.Match) -> Selector:
 def _max(m: re.Match) -> Selector:
     return Selector(
         "max",
-        lambda ctx, _: _rows_target(ctx, argbest(ctx.rewards, ctx.offsets, ctx.seg, largest=True)),
+        lambda ctx, _: _rows_target(ctx, ctx.extreme_rows(largest=True)),
         order=(0, math.inf),
     )
 
