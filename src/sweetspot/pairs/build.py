@@ -191,7 +191,8 @@ class PairBuilder:
 
 def _normalise_ws(texts: pa.Array) -> pa.Array:
     """Whitespace runs collapsed to one space, ends trimmed (as ``" ".join(s.split())``)."""
-    return pc.binary_join(pc.utf8_split_whitespace(texts), " ")
+    words = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts))
+    return pc.binary_join(words, pa.scalar(" ", texts.type))
 
 
 def _one_message(texts: pa.Array) -> pa.Array:

@@ -118,9 +118,9 @@ class PoolContext:
     @cached_property
     def skewness(self) -> np.ndarray:
         """Sample skewness per prompt (biased, as ``scipy.stats.skew``); NaN where σ = 0."""
-        m3 = self._central_moment_sums(3) / self.n
-        m2 = self._m2 / self.n
         with np.errstate(invalid="ignore", divide="ignore"):
+            m3 = self._central_moment_sums(3) / self.n
+            m2 = self._m2 / self.n
             out = m3 / m2**1.5
         out[~(m2 > 0)] = np.nan
         return out
@@ -189,7 +189,7 @@ class PoolContext:
         """A seeded pseudo-random uint64 per response, from (seed, prompt, sample, salt)."""
         mix = splitmix64(
             self.sample_idx.astype(np.uint64)
-            + np.uint64(self.seed % 2**64) * _GOLDEN
+            + np.uint64(self.seed * int(_GOLDEN) % 2**64)
             + np.uint64(salt)
         )
         return splitmix64(self.prompt_keys[self.seg] ^ mix)

@@ -419,7 +419,7 @@ def load_pool(
             if table.num_rows == 0:
                 continue
             names = table.column_names
-            wide = _pick(names, cols, "responses") is not None
+            wide = any(_pick(names, cols, k) is not None for k in ("responses", "rewards"))
             this = "wide" if wide else "long"
             layout = layout or this
             if this != layout:

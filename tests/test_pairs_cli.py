@@ -1,0 +1,206 @@
+"""`sweetspot pair` end to end: outputs, formats, and bad input (exit 2, row and field named)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pairs_util import long_rows, write_long_parquet, write_wide_jsonl
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "scored_pool.jsonl"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sweetspot.cli", "pair", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_pair_writes_each_strategy(tmp_path):
+    out = tmp_path / "pairs"
+    res = run("-i", str(EXAMPLE), "-s", "sweet-spot", "-s", "conventional", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    for name in ("sweet-spot", "conventional"):
+        table = pq.read_table(out / f"{name}.parquet")
+        stats = json.loads((out / f"{name}.json").read_text())
+        assert table.num_rows == stats["pairs_out"] == 12
+        assert stats["prompts_in"] == 12
+        assert set(stats["dropped"]) == {
+            "too_few_rewards",
+            "zero_sigma",
+            "same_sample",
+            "below_margin",
+            "identical_text",
+        }
+        for key in ("chosen_z", "rejected_z", "margin"):
+            assert {"mean", "p5", "p50", "p95"} <= set(stats[key])
+        pool = stats["pool"]
+        assert 0 <= pool["share_mu_minus_2sigma_is_min"] <= 1
+        assert pool["normality"]["prompts_tested"] == 12
+        assert "mean_skewness" in pool
+    assert "sweetspot pair" in res.stdout and "sweet-spot" in res.stdout
+
+
+def test_grid_and_jsonl_format(tmp_path):
+    out = tmp_path / "grid"
+    res = run("-i", str(EXAMPLE), "-s", "grid", "-o", str(out), "--format", "jsonl")
+    assert res.returncode == 0, res.stderr
+    assert len(list(out.glob("*.jsonl"))) == 21 and len(list(out.glob("*.json"))) == 21
+    row = json.loads((out / "mu+2sigma_vs_mu-2sigma.jsonl").read_text().splitlines()[0])
+    assert row["chosen"][0]["role"] == "assistant" and row["strategy"] == "mu+2sigma_vs_mu-2sigma"
+
+
+def test_column_mapping(tmp_path):
+    path = tmp_path / "custom.jsonl"
+    path.write_text(
+        json.dumps({"question": "q", "completions": ["a", "b", "c"], "rm": [0.0, 2.0, 1.0]}) + "\n"
+    )
+    out = tmp_path / "o"
+    res = run(
+        "-i",
+        str(path),
+        "-o",
+        str(out),
+        "-s",
+        "conventional",
+        "--column",
+        "prompt=question",
+        "--column",
+        "responses=completions",
+        "--column",
+        "rewards=rm",
+    )
+    assert res.returncode == 0, res.stderr
+    (row,) = pq.read_table(out / "conventional.parquet").to_pylist()
+    assert (row["chosen_idx"], row["rejected_idx"]) == (1, 0)
+
+
+def test_shards_folder_and_stage_folder(tmp_path):
+    prompts = {f"p{i}": [float(i), float(i + 1), float(i + 3)] for i in range(4)}
+    rows = long_rows(prompts)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    write_long_parquet(shards / "part-00000.parquet", rows[:5])
+    write_long_parquet(shards / "part-00001.parquet", rows[5:])
+    res = run("-i", str(shards), "-o", str(tmp_path / "a"), "-s", "conventional")
+    assert res.returncode == 0, res.stderr
+    # a stage folder: prompts.parquet + samples/ + scores/ joined by (prompt_id, sample_idx)
+    from sweetspot.ids import prompt_id, to_messages
+
+    stage = tmp_path / "stage"
+    (stage / "samples").mkdir(parents=True)
+    (stage / "scores").mkdir()
+    msgs = {p: to_messages(p) for p in prompts}
+    pq.write_table(
+        pa.Table.from_pylist([{"prompt_id": prompt_id(m), "messages": m} for m in msgs.values()]),
+        stage / "prompts.parquet",
+    )
+    samples = [
+        {
+            "prompt_id": prompt_id(msgs[r["prompt"]]),
+            "sample_idx": r["sample_idx"],
+            "text": r["response"],
+            "n_tokens": 3,
+            "finish_reason": "stop",
+            "seed": 0,
+        }
+        for r in rows
+    ]
+    scores = [
+        {
+            "prompt_id": s["prompt_id"],
+            "sample_idx": s["sample_idx"],
+            "reward": r["reward"],
+            "reward_model": "test",
+        }
+        for s, r in zip(samples, rows)
+    ]
+    pq.write_table(pa.Table.from_pylist(samples), stage / "samples" / "part-00000.parquet")
+    pq.write_table(pa.Table.from_pylist(scores[::-1]), stage / "scores" / "part-00000.parquet")
+    res = run("-i", str(stage), "-s", "conventional")
+    assert res.returncode == 0, res.stderr
+    a = pq.read_table(tmp_path / "a" / "conventional.parquet").to_pylist()
+    b = pq.read_table(stage / "pairs" / "conventional.parquet").to_pylist()
+    assert a == b
+
+
+BAD_WIDE = [
+    # (rows, field, row, words in the message)
+    (
+        [
+            {"prompt": "a", "responses": ["x", "y"], "rewards": [1.0, 2.0]},
+            {"prompt": "b", "responses": ["x", "y"], "rewards": [1.0]},
+        ],
+        "rewards",
+        2,
+        "equal length",
+    ),
+    (
+        [
+            {"prompt": "a", "responses": ["x", "y"], "rewards": [1.0, 2.0]},
+            {"prompt": "b", "responses": ["x", "y"], "rewards": [1.0, "high"]},
+        ],
+        "rewards",
+        2,
+        "not a number",
+    ),
+    ([{"prompt": "a", "responses": ["x"], "rewards": ["1.0"]}], "rewards", 1, "not a number"),
+    ([{"prompt": "a", "answers": ["x"], "rewards": [1.0]}], "responses", None, "missing column"),
+    ([{"prompt": 5, "responses": ["x"], "rewards": [1.0]}], "prompt", 1, "string or a list"),
+]
+
+
+@pytest.mark.parametrize("rows, field, row, words", BAD_WIDE)
+def test_bad_wide_input_exits_2_naming_row_and_field(tmp_path, rows, field, row, words):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.parquet").write_text("already here")
+    res = run("-i", str(path), "-o", str(out))
+    assert res.returncode == 2, res.stderr
+    assert str(path) in res.stderr and f"field '{field}'" in res.stderr and words in res.stderr
+    if row is not None:
+        assert f"row {row}" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["keep.parquet"]  # nothing lost or added
+
+
+def test_duplicate_sample_is_an_error(tmp_path):
+    rows = long_rows({"p": [1.0, 2.0, 3.0]})
+    rows.append(dict(rows[1]))
+    path = write_long_parquet(tmp_path / "dup.parquet", rows)
+    res = run("-i", str(path), "-o", str(tmp_path / "o"))
+    assert res.returncode == 2
+    assert "duplicate (prompt_id, sample_idx)" in res.stderr and "row 4" in res.stderr
+    assert "row 2" in res.stderr  # where it was first seen
+
+
+def test_bad_json_line_and_bad_strategy(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"prompt": "a", "responses": ["x"], "rewards": [1]}\n{oops\n')
+    res = run("-i", str(path), "-o", str(tmp_path / "o"))
+    assert res.returncode == 2 and "row 2" in res.stderr and "not valid JSON" in res.stderr
+    good = write_wide_jsonl(tmp_path / "good.jsonl", {"p": [1.0, 2.0]})
+    res = run("-i", str(good), "-o", str(tmp_path / "o"), "-s", "min:max")
+    assert res.returncode == 2 and "above" in res.stderr
+    res = run("-i", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "o"))
+    assert res.returncode == 2 and "no such file" in res.stderr
+
+
+def test_help_starts_fast_without_heavy_imports():
+    code = (
+        "import sys, sweetspot.cli; "
+        "print(','.join(m for m in ('torch', 'transformers', 'trl', 'ray', 'vllm') "
+        "if m in sys.modules))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == ""

@@ -1,0 +1,101 @@
+"""Property tests (hypothesis) of the pair engine's invariants."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pairs_util import long_rows
+
+from sweetspot.pairs import PairBuilder, load_pool, parse_strategies
+
+# Rewards on a coarse grid make exact ties (in value and in distance) common.
+reward = st.one_of(
+    st.integers(-6, 6).map(lambda x: x / 2),
+    st.floats(-3, 3, allow_nan=False, allow_infinity=False),
+)
+pools = st.dictionaries(
+    st.text("abcdef", min_size=1, max_size=4),
+    st.lists(reward, min_size=1, max_size=9),
+    min_size=1,
+    max_size=8,
+)
+SPECS = ["grid", "sweet-spot", "max:random", "max:min-of-3", "q=0.8:q=0.3", "z=1.5:z=-0.5"]
+SETTINGS = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def _pool_file(tmp_path, prompts, order_seed=None):
+    rows = long_rows(prompts)
+    if order_seed is not None:
+        rows = [rows[i] for i in np.random.default_rng(order_seed).permutation(len(rows))]
+    path = tmp_path / f"pool-{order_seed}.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def _all_rows(path, specs=SPECS, margin=0.0, seed=0):
+    builder = PairBuilder.from_pool(load_pool(path), margin=margin, seed=seed)
+    out = {}
+    for s in parse_strategies(specs):
+        out[s.name] = builder.build(s)[0].to_pylist()
+    return out
+
+
+@SETTINGS
+@given(prompts=pools, margin=st.sampled_from([0.0, 0.25, 1.0]))
+def test_chosen_beats_rejected_by_more_than_margin(tmp_path, prompts, margin):
+    for rows in _all_rows(_pool_file(tmp_path, prompts), margin=margin).values():
+        for r in rows:
+            assert r["chosen_reward"] > r["rejected_reward"] + margin
+            assert r["chosen_idx"] != r["rejected_idx"]
+
+
+@SETTINGS
+@given(prompts=pools)
+def test_selected_response_is_nearest_to_its_target(tmp_path, prompts):
+    path = _pool_file(tmp_path, prompts)
+    by_id = {}
+    pool = load_pool(path)
+    for p, (a, b) in enumerate(zip(pool.offsets[:-1], pool.offsets[1:])):
+        by_id[pool.prompt_ids[p]] = (pool.sample_idx[a:b], pool.rewards[a:b])
+    for rows in _all_rows(path, specs=["grid", "q=0.8:q=0.3"]).values():
+        for r in rows:
+            idx, rewards = by_id[r["prompt_id"]]
+            for side in ("chosen", "rejected"):
+                target = r[f"{side}_target"]
+                dist = np.abs(rewards - target)
+                best = idx[np.flatnonzero(dist == dist.min())].min()  # ties: lower index
+                assert r[f"{side}_idx"] == best
+
+
+@SETTINGS
+@given(prompts=pools, order_seed=st.integers(0, 1000))
+def test_row_order_does_not_matter(tmp_path, prompts, order_seed):
+    a = _all_rows(_pool_file(tmp_path, prompts), seed=7)
+    b = _all_rows(_pool_file(tmp_path, prompts, order_seed), seed=7)
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+@SETTINGS
+@given(prompts=pools, seed=st.integers(0, 2**40))
+def test_same_seed_same_random_pairs(tmp_path, prompts, seed):
+    path = _pool_file(tmp_path, prompts)
+    specs = ["max:random", "max:min-of-2", "mu+sigma:min-of-4"]
+    a = _all_rows(path, specs=specs, seed=seed)
+    b = _all_rows(path, specs=specs, seed=seed)
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+@SETTINGS
+@given(prompts=pools)
+def test_grid_emits_21_strategies(tmp_path, prompts):
+    out = _all_rows(_pool_file(tmp_path, prompts), specs=["grid"])
+    assert len(out) == 21
+    for name, rows in out.items():
+        assert all(r["strategy"] == name for r in rows)
