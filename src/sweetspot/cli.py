@@ -9,7 +9,13 @@ import typer
 from rich.console import Console
 
 from sweetspot import __version__
+from sweetspot.commands import demo as _demo
+from sweetspot.commands import evaluate as _evaluate
 from sweetspot.commands import pair as _pair
+from sweetspot.commands import report as _report
+from sweetspot.commands import run as _run
+from sweetspot.commands import sample as _sample
+from sweetspot.commands import score as _score
 from sweetspot.commands import train as _train
 from sweetspot.errors import InputError
 
@@ -24,10 +30,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 app.command("pair")(_pair.pair)
+app.command("run")(_run.run)
+app.command("report")(_report.report)
+app.command("demo")(_demo.demo)
+app.command("sample")(_sample.sample)
+app.command("score")(_score.score)
 app.command("train")(_train.train)
+app.command("evaluate")(_evaluate.evaluate)
 
 
 @app.callback(invoke_without_command=True)

@@ -78,14 +78,22 @@ def shapiro_many(rewards: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, 
     for size in np.unique(n[(n >= 3) & (n <= 5000)]):
         size = int(size)
         segs = np.flatnonzero(n == size)
-        x = rewards[offsets[segs][:, None] + np.arange(size)[None, :]]
-        x.sort(axis=1)
-        x = x - x.mean(axis=1, keepdims=True)
-        ssq = np.einsum("ij,ij->i", x, x)
         a = shapiro_coefficients(size)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            w = (x @ a) ** 2 / (ssq * float(a @ a))
-        ok = ssq > 0
-        w_out[segs[ok]] = w[ok]
-        p_out[segs[ok]] = shapiro_pvalue(w[ok], size)
+        aa = float(a @ a)
+        # Blocks of about a million values: one reused buffer instead of a pool-sized copy.
+        step = max(1, 2**20 // size)
+        buf = np.empty((min(step, len(segs)), size))
+        cols = np.arange(size)
+        for start in range(0, len(segs), step):
+            block = segs[start : start + step]
+            x = buf[: len(block)]
+            np.take(rewards, offsets[block][:, None] + cols, out=x, mode="clip")
+            x.sort(axis=1)
+            x -= x.mean(axis=1, keepdims=True)
+            ssq = np.einsum("ij,ij->i", x, x)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                w = (x @ a) ** 2 / (ssq * aa)
+            ok = ssq > 0
+            w_out[block[ok]] = w[ok]
+            p_out[block[ok]] = shapiro_pvalue(w[ok], size)
     return w_out, p_out

@@ -1,0 +1,28 @@
+"""`sweetspot report`: one self-contained HTML page of plots for a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+
+def report(
+    run_dir: Path = typer.Argument(
+        ..., help="A run folder written by `sweetspot run` (finished or not).", show_default=False
+    ),
+    out: Path = typer.Option(None, "--out", "-o", help="HTML file (default: RUN_DIR/report.html)."),
+    seed: int = typer.Option(0, help="Seed of the prompts sampled for the reward plots."),
+) -> None:
+    """Write a self-contained HTML report (figures embedded as PNG, no outside assets).
+
+    Figures: the reward distribution of sampled prompts with the seven positions (min, μ−2σ,
+    μ−σ, μ, μ+σ, μ+2σ, max); chosen and rejected z per strategy; expected (Blom) vs observed z of
+    the minimum as n grows; drop reasons; DPO training curves; win rates with 95% intervals. A
+    partial run gets the figures it has data for and a note for the rest.
+    """
+    from sweetspot.report import write_report
+
+    path = write_report(run_dir, out, seed=seed)
+    Console().print(f"report: [bold]{path}[/] (open it in a browser)")

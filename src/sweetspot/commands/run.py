@@ -1,0 +1,51 @@
+"""`sweetspot run`: the whole loop from one YAML config, resumable stage by stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+
+def run(
+    config: Path = typer.Argument(
+        ...,
+        help="Run config YAML: policy, prompts, rounds, sampling, scoring, pairs, training, "
+        "evaluation (see examples/ and docs/loop.md).",
+        show_default=False,
+    ),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Run folder (default: runs/<config name>). Rerun with the same folder to resume.",
+    ),
+    report: bool = typer.Option(
+        True, "--report/--no-report", help="Write RUN_DIR/report.html at the end."
+    ),
+) -> None:
+    """Run sample -> score -> pair -> train -> evaluate for every round of CONFIG.
+
+    Round t samples from the policy of round t (round 0: policy.model; then the model trained in
+    the round before). Finished stages are recorded in RUN_DIR/manifest.json with the hashes of
+    their inputs and settings, and skipped on a rerun; a stage whose inputs or settings changed
+    runs again, and so do the stages after it. Ends with a table per round: pairs kept,
+    training loss, win rate.
+    """
+    from sweetspot.config import load_config
+    from sweetspot.runner import run as run_loop
+
+    cfg = load_config(config)
+    run_dir = out if out is not None else Path("runs") / config.stem
+    console = Console()
+    result = run_loop(cfg, run_dir, console=console)
+    if report:
+        from sweetspot.report import write_report
+
+        path = write_report(run_dir)
+        console.print(f"report: [bold]{path}[/]")
+    console.print(
+        f"run folder: [bold]{run_dir}[/] · {len(result.ran())} stage(s) ran, "
+        f"{len(result.skipped())} skipped (unchanged)"
+    )

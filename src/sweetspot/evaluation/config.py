@@ -1,0 +1,63 @@
+"""``EvalConfig``: how `sweetspot evaluate` generates, judges and summarises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sweetspot.errors import ConfigError
+
+
+class EvalConfig(BaseModel):
+    """Options of the held-out evaluation: policy vs baseline, judged by a reward."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    judge: str = Field(
+        ..., description="Judge reward kind (any scorer of the score stage, e.g. hf-classifier)."
+    )
+    judge_model: str | None = Field(
+        None, description="The judge's model (passed to the scorer as its `model` option)."
+    )
+    judge_options: dict[str, Any] = Field(
+        default_factory=dict, description="Further scorer options (device, batch_size, ...)."
+    )
+    train_reward: str | None = Field(
+        None,
+        description="Id of the reward the pairs were built with; when the judge is that reward "
+        "the report says it measures optimisation of that reward, not quality.",
+    )
+    generator: str = Field("hf", description="Sampling backend used to generate responses.")
+    generator_options: dict[str, Any] = Field(
+        default_factory=dict, description="Further backend options (device, dtype, batch_size)."
+    )
+    temperature: float = Field(0.7, ge=0.0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling top_p.")
+    max_new_tokens: int = Field(512, gt=0, description="Max new tokens per response.")
+    seed: int = Field(0, description="Base seed; each prompt's seed derives from it and its id.")
+    split: str | None = Field(
+        None, description="Keep only prompts whose `split` column equals this (e.g. eval)."
+    )
+    max_prompts: int | None = Field(None, gt=0, description="Evaluate at most this many prompts.")
+    tie_epsilon: float = Field(
+        0.0, ge=0.0, description="Judge-score differences this small count as ties."
+    )
+    bootstrap: int = Field(
+        500, ge=0, description="Bootstrap resamples for the LC win rate interval (0: none)."
+    )
+    alpaca_eval_export: bool = Field(
+        False, description="Also write the policy's outputs as AlpacaEval model_outputs.json."
+    )
+    policy_name: str | None = Field(
+        None, description="Generator name in the export and report (default: policy folder)."
+    )
+
+
+def make_eval_config(values: dict[str, Any]) -> EvalConfig:
+    """Build an ``EvalConfig``; a bad field raises ``ConfigError`` naming it."""
+    try:
+        return EvalConfig(**values)
+    except ValidationError as e:
+        parts = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise ConfigError("invalid evaluation config: " + "; ".join(parts)) from None

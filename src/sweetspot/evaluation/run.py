@@ -1,0 +1,367 @@
+"""``evaluate``: policy vs baseline on held-out prompts, judged by a reward."""
+
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from sweetspot.errors import InputError
+from sweetspot.evaluation.alpaca import read_reference_outputs, write_model_outputs
+from sweetspot.evaluation.config import EvalConfig
+from sweetspot.evaluation.winrate import preferences, summarize
+from sweetspot.ids import prompt_id as make_prompt_id
+from sweetspot.ids import to_messages
+from sweetspot.io import atomic_path, read_table_file, write_json_atomic
+
+EVAL_DIR = "eval"
+OUTPUTS_FILE = "outputs.jsonl"
+SUMMARY_FILE = "summary.json"
+ALPACA_FILE = "model_outputs.json"
+
+
+def instruction_of(messages: list[dict[str, str]]) -> str:
+    """The instruction text of a prompt: its last user message."""
+    for m in reversed(messages):
+        if m["role"] == "user":
+            return m["content"]
+    return messages[-1]["content"]
+
+
+def load_eval_prompts(prompts: Any, cfg: EvalConfig) -> list[tuple[str, list[dict[str, str]]]]:
+    """``(prompt_id, messages)`` of the prompts to evaluate, in order.
+
+    ``prompts`` is a path (a ``prompts.parquet`` with prompt_id/messages, or any file that
+    ``sweetspot.prompts.load_prompts`` reads), an Arrow table with those columns, or a list of
+    prompts (strings or message lists). ``cfg.split`` and ``cfg.max_prompts`` then apply.
+    """
+    if isinstance(prompts, (str, Path)):
+        path = Path(prompts)
+        if not path.exists():
+            raise InputError("no such prompts file", file=str(path))
+        table = read_table_file(path) if path.is_file() else None
+        if table is None or not {"prompt_id", "messages"} <= set(table.column_names):
+            from sweetspot.prompts import load_prompts
+
+            table = load_prompts(path)
+    elif isinstance(prompts, pa.Table):
+        table = prompts
+    else:
+        msgs = [to_messages(p) for p in prompts]
+        table = pa.table({"prompt_id": [make_prompt_id(m) for m in msgs], "messages": msgs})
+    if cfg.split is not None:
+        if "split" not in table.column_names:
+            raise InputError(f"prompts have no 'split' column to select {cfg.split!r} from")
+        keep = [s == cfg.split for s in table.column("split").to_pylist()]
+        table = table.filter(pa.array(keep))
+    rows = list(zip(table.column("prompt_id").to_pylist(), table.column("messages").to_pylist()))
+    if cfg.max_prompts is not None:
+        rows = rows[: cfg.max_prompts]
+    if not rows:
+        raise InputError("no prompts to evaluate")
+    return [
+        (pid, [{"role": m["role"], "content": m["content"]} for m in msgs]) for pid, msgs in rows
+    ]
+
+
+def is_outputs_file(baseline: str | Path) -> bool:
+    """A baseline given as a file of reference outputs (JSON/JSONL) rather than a model."""
+    p = Path(baseline)
+    return p.is_file() and p.suffix in (".json", ".jsonl")
+
+
+def _match_references(
+    path: Path, prompts: list[tuple[str, list[dict[str, str]]]]
+) -> tuple[list[str | None], str | None]:
+    refs = read_reference_outputs(path)
+    by_id = {r["prompt_id"]: r for r in refs if r["prompt_id"] is not None}
+    by_text = {r["instruction"]: r for r in refs if r["instruction"] is not None}
+    texts: list[str | None] = []
+    for pid, msgs in prompts:
+        row = by_id.get(pid) or by_text.get(instruction_of(msgs))
+        texts.append(row["output"] if row else None)
+    generators = {r["generator"] for r in refs if r["generator"]}
+    return texts, (generators.pop() if len(generators) == 1 else None)
+
+
+def _model_path(path: str, workdir: Path) -> str:
+    """A folder the generator can load: an adapter folder is merged into ``workdir`` first."""
+    from sweetspot.training.policy import is_adapter_dir, load_policy, load_tokenizer, model_ref
+
+    if not is_adapter_dir(path):
+        return model_ref(path)
+    load_policy(path, dtype="float32").save_pretrained(str(workdir))
+    load_tokenizer(path).save_pretrained(str(workdir))
+    return str(workdir)
+
+
+def _generate(
+    model: str, prompts: list[list[dict]], seeds: list[list[int]], cfg: EvalConfig, bar: _Bar
+):
+    """One completion per prompt, generated in chunks of the backend's batch size so that the
+    progress bar moves."""
+    from sweetspot.sampling.backends import get_generator
+
+    opts = {
+        "model": model,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "max_new_tokens": cfg.max_new_tokens,
+        **cfg.generator_options,
+    }
+    gen = get_generator(cfg.generator, **opts)
+    chunk = max(1, int(cfg.generator_options.get("batch_size", 16)))
+    out = []
+    try:
+        for start in range(0, len(prompts), chunk):
+            part = gen.generate(
+                prompts[start : start + chunk], n=1, seeds=seeds[start : start + chunk]
+            )
+            out.extend(c[0] for c in part)
+            bar.advance(len(part))
+        return out
+    finally:
+        del gen
+        gc.collect()
+
+
+def _judge(cfg: EvalConfig):
+    from sweetspot.scoring.backends import get_scorer
+
+    opts = dict(cfg.judge_options)
+    if cfg.judge_model is not None:
+        opts["model"] = cfg.judge_model
+    return get_scorer(cfg.judge, **opts)
+
+
+def _same_reward(cfg: EvalConfig, judge_id: str) -> bool:
+    if not cfg.train_reward:
+        return False
+    names = {judge_id, cfg.judge, cfg.judge_model}
+    return cfg.train_reward in names or cfg.train_reward.split("@")[0] in names
+
+
+def evaluate(
+    policy: str | Path,
+    baseline: str | Path,
+    prompts: Any,
+    out_dir: str | Path,
+    cfg: EvalConfig,
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Compare ``policy`` with ``baseline`` (a model, or a JSON/JSONL file of reference outputs)
+    on held-out ``prompts``, judged by the reward ``cfg.judge``.
+
+    Writes ``out_dir/eval/outputs.jsonl`` (one row per prompt: both responses, rewards,
+    preference, lengths), ``out_dir/eval/summary.json`` (win rate with its Wilson 95% interval,
+    AlpacaEval-2-style length-controlled win rate, mean lengths, judge) and, when asked,
+    ``out_dir/eval/model_outputs.json`` in AlpacaEval's format. Returns the summary.
+    """
+    eval_dir = Path(out_dir) / EVAL_DIR
+    items = load_eval_prompts(prompts, cfg)
+    from_file = is_outputs_file(baseline)
+    if not from_file and Path(str(baseline)).suffix in (".json", ".jsonl"):
+        raise InputError("no such reference outputs file", file=str(baseline), field="baseline")
+    _judge_check(cfg)
+
+    policy_name = cfg.policy_name or Path(str(policy)).name or str(policy)
+    with _Bar(progress) as bar:
+        return _evaluate(policy, baseline, items, eval_dir, cfg, policy_name, from_file, bar)
+
+
+def _evaluate(
+    policy: str | Path,
+    baseline: str | Path,
+    items: list[tuple[str, list[dict[str, str]]]],
+    eval_dir: Path,
+    cfg: EvalConfig,
+    policy_name: str,
+    from_file: bool,
+    bar: _Bar,
+) -> dict[str, Any]:
+    from sweetspot.sampling.seeds import sample_seed
+
+    messages = [m for _, m in items]
+    # Policy and baseline share each prompt's seed (common random numbers).
+    seeds = [[sample_seed(cfg.seed, pid, 0)] for pid, _ in items]
+    if from_file:  # match before generating, so a wrong file fails fast
+        ref_texts, ref_generator = _match_references(Path(baseline), items)
+        missing = sum(t is None for t in ref_texts)
+        if missing == len(items):
+            raise InputError(
+                "no reference output matches any prompt (by prompt_id or instruction)",
+                file=str(baseline),
+            )
+    work = eval_dir / ".merged-policy"
+    bar.phase(f"policy {policy_name}", len(items))
+    policy_out = _generate(_model_path(str(policy), work), messages, seeds, cfg, bar)
+    shutil.rmtree(work, ignore_errors=True)
+
+    if from_file:
+        baseline_name = ref_generator or Path(baseline).stem
+        keep = [i for i, t in enumerate(ref_texts) if t is not None]
+        baseline_texts = [ref_texts[i] for i in keep]
+        baseline_tokens: list[int | None] = [None] * len(keep)
+        baseline_finish: list[str | None] = [None] * len(keep)
+    else:
+        missing = 0
+        baseline_name = Path(str(baseline)).name or str(baseline)
+        bar.phase(f"baseline {baseline_name}", len(items))
+        base_out = _generate(_model_path(str(baseline), work), messages, seeds, cfg, bar)
+        shutil.rmtree(work, ignore_errors=True)
+        keep = list(range(len(items)))
+        baseline_texts = [c.text for c in base_out]
+        baseline_tokens = [c.n_tokens for c in base_out]
+        baseline_finish = [c.finish_reason for c in base_out]
+
+    bar.phase(f"judge {cfg.judge}", 2)
+    scorer = _judge(cfg)
+    judged_msgs = [messages[i] for i in keep]
+    policy_texts = [policy_out[i].text for i in keep]
+    r_policy = np.asarray(scorer.score(judged_msgs, policy_texts), dtype=np.float64)
+    bar.advance(1)
+    r_base = np.asarray(scorer.score(judged_msgs, baseline_texts), dtype=np.float64)
+    bar.advance(1)
+    finite = np.isfinite(r_policy) & np.isfinite(r_base)
+    if not finite.any():
+        raise InputError("the judge gave no finite score to any pair")
+    prefs = preferences(r_policy[finite], r_base[finite], cfg.tie_epsilon)
+    len_p = np.array([len(t) for t in policy_texts], dtype=np.float64)
+    len_b = np.array([len(t) for t in baseline_texts], dtype=np.float64)
+    stats = summarize(prefs, len_p[finite], len_b[finite], n_boot=cfg.bootstrap, seed=cfg.seed)
+
+    judge_id = getattr(scorer, "model_id", cfg.judge)
+    same = _same_reward(cfg, judge_id)
+    pref_iter = iter(prefs.tolist())
+    rows = []
+    for j, i in enumerate(keep):
+        pid, msgs = items[i]
+        c = policy_out[i]
+        rows.append(
+            {
+                "prompt_id": pid,
+                "instruction": instruction_of(msgs),
+                "policy_output": c.text,
+                "baseline_output": baseline_texts[j],
+                "policy_reward": float(r_policy[j]),
+                "baseline_reward": float(r_base[j]),
+                "preference": next(pref_iter) if finite[j] else None,
+                "policy_len": len(c.text),
+                "baseline_len": len(baseline_texts[j]),
+                "policy_n_tokens": c.n_tokens,
+                "baseline_n_tokens": baseline_tokens[j],
+                "policy_finish_reason": c.finish_reason,
+                "baseline_finish_reason": baseline_finish[j],
+            }
+        )
+    tokens_b = [t for t in baseline_tokens if t is not None]
+    summary: dict[str, Any] = {
+        "policy": str(policy),
+        "policy_name": policy_name,
+        "baseline": str(baseline),
+        "baseline_name": baseline_name,
+        "baseline_kind": "reference outputs" if from_file else "model",
+        "judge": judge_id,
+        "judge_kind": cfg.judge,
+        "train_reward": cfg.train_reward,
+        "judge_is_train_reward": same,
+        "note": _note(judge_id, same),
+        "n_prompts": len(items),
+        "n_missing_reference": missing,
+        "n_unscored": int((~finite).sum()),
+        **stats,
+        "mean_len_policy": float(len_p.mean()),
+        "mean_len_baseline": float(len_b.mean()),
+        "mean_tokens_policy": float(np.mean([policy_out[i].n_tokens for i in keep])),
+        "mean_tokens_baseline": float(np.mean(tokens_b)) if tokens_b else None,
+        "length_unit": "characters",
+        "generation": {
+            "backend": cfg.generator,
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "max_new_tokens": cfg.max_new_tokens,
+            "seed": cfg.seed,
+        },
+        "config": cfg.model_dump(),
+    }
+    with atomic_path(eval_dir / OUTPUTS_FILE) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if cfg.alpaca_eval_export:
+        path = write_model_outputs(
+            eval_dir / ALPACA_FILE,
+            [instruction_of(m) for m in messages],
+            [c.text for c in policy_out],
+            policy_name,
+        )
+        summary["alpaca_eval_export"] = str(path)
+    write_json_atomic(eval_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def _judge_check(cfg: EvalConfig) -> None:
+    """Fail on an unknown judge kind before any generation."""
+    from sweetspot.scoring.backends import scorer_class
+
+    scorer_class(cfg.judge)
+
+
+def _note(judge_id: str, same: bool) -> str:
+    if same:
+        return (
+            f"The judge ({judge_id}) is the reward the training pairs were built with: this win "
+            "rate measures how well the policy optimised that reward, not response quality."
+        )
+    return (
+        f"Proxy evaluation: win rate as judged by the reward {judge_id}, not by AlpacaEval's "
+        "GPT-4 annotator; export the outputs (--alpaca-eval-export) for the real benchmark."
+    )
+
+
+class _Bar:
+    """A rich progress bar over the phases of an evaluation (policy, baseline, judge); a no-op
+    when disabled. The sampling backends draw no live display of their own."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._progress = None
+        self._task = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]evaluate[/] {task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
+
+    def __enter__(self) -> _Bar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def phase(self, description: str, total: int) -> None:
+        if self._progress is not None:
+            self._task = self._progress.add_task(description, total=total)
+
+    def advance(self, n: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, n)

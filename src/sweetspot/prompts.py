@@ -1,0 +1,208 @@
+"""Prompt sets: load from a JSONL/Parquet file or a 🤗 dataset, normalise to message lists,
+dedupe by prompt id, shuffle with a seed, limit; write a stage's ``prompts.parquet`` once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sweetspot.errors import InputError
+from sweetspot.ids import prompt_id, to_messages
+from sweetspot.io import read_table_file, write_table
+
+PROMPTS_FILE = "prompts.parquet"
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
+# Tried in order when no field is given.
+DEFAULT_FIELDS = ("messages", "prompt", "instruction", "question", "chosen")
+MESSAGES_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+META_DUPLICATES = b"sweetspot.duplicates_removed"
+META_SOURCE_ROWS = b"sweetspot.source_rows"
+
+
+def load_prompts(
+    source: str | os.PathLike,
+    *,
+    split: str | None = None,
+    field: str | None = None,
+    limit: int | None = None,
+    shuffle_seed: int | None = None,
+) -> pa.Table:
+    """Load prompts as a table ``(prompt_id, messages, source_row[, split])``.
+
+    ``source`` is a JSONL/Parquet file, or a 🤗 dataset name or local dataset folder read with
+    ``datasets.load_dataset(source, split=split or "train")``. ``field`` names the column holding
+    the prompt (a string or a message list); a message list that ends with an assistant turn
+    loses that turn (UltraFeedback's ``chosen``). Duplicate prompts (same id) are removed, the
+    first kept; then the rows are shuffled with ``shuffle_seed`` (if given) and cut to ``limit``.
+    The number of duplicates removed is in the schema metadata (see ``prompt_stats``).
+    """
+    rows, where = _read_source(source, split)
+    if not rows:
+        raise InputError("holds no prompts", file=where)
+    field = _choose_field(rows[0], field, where)
+    ids: list[str] = []
+    messages: list[list[dict]] = []
+    source_rows: list[int] = []
+    seen: set[str] = set()
+    for k, row in enumerate(rows):
+        msgs = _row_messages(row, field, where, k + 1)
+        pid = prompt_id(msgs)
+        if pid in seen:
+            continue
+        seen.add(pid)
+        ids.append(pid)
+        messages.append(msgs)
+        source_rows.append(k)
+    order = list(range(len(ids)))
+    if shuffle_seed is not None:
+        import numpy as np
+
+        order = np.random.default_rng(shuffle_seed).permutation(len(ids)).tolist()
+    if limit is not None:
+        if limit < 1:
+            raise InputError(f"limit must be >= 1, got {limit}", field="limit")
+        order = order[:limit]
+    cols: dict[str, pa.Array] = {
+        "prompt_id": pa.array([ids[i] for i in order], pa.string()),
+        "messages": pa.array([messages[i] for i in order], MESSAGES_TYPE),
+        "source_row": pa.array([source_rows[i] for i in order], pa.int64()),
+    }
+    if split is not None:
+        cols["split"] = pa.array([split] * len(order), pa.string())
+    meta = {
+        META_DUPLICATES: str(len(rows) - len(ids)).encode(),
+        META_SOURCE_ROWS: str(len(rows)).encode(),
+    }
+    return pa.table(cols).replace_schema_metadata(meta)
+
+
+def prompt_stats(table: pa.Table) -> dict[str, int]:
+    """Counts recorded by ``load_prompts``: source rows, duplicates removed, prompts kept."""
+    meta = table.schema.metadata or {}
+    return {
+        "source_rows": int(meta.get(META_SOURCE_ROWS, table.num_rows)),
+        "duplicates_removed": int(meta.get(META_DUPLICATES, 0)),
+        "prompts": table.num_rows,
+    }
+
+
+def _read_source(source: str | os.PathLike, split: str | None) -> tuple[list[dict], str]:
+    path = Path(source).expanduser()
+    if path.is_file():
+        if path.suffix not in FILE_SUFFIXES:
+            raise InputError("prompt files must be .jsonl or .parquet", file=str(path))
+        if path.suffix == ".parquet":
+            return read_table_file(path).to_pylist(), str(path)
+        return _read_jsonl_rows(path), str(path)
+    if str(source).endswith(FILE_SUFFIXES) and not path.exists():
+        raise InputError("no such prompt file", file=str(path))
+    return _load_dataset(str(source), split), f"{source} (split {split or 'train'})"
+
+
+def _read_jsonl_rows(path: Path) -> list[dict]:
+    """JSONL rows as dicts; fields may differ in type between rows (a string or a message list)."""
+    import json
+
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"not valid JSON ({e.msg})", file=str(path), row=lineno) from None
+            if not isinstance(row, dict):
+                raise InputError("a line must be a JSON object", file=str(path), row=lineno)
+            rows.append(row)
+    return rows
+
+
+def _load_dataset(name: str, split: str | None) -> list[dict]:
+    """A 🤗 dataset (hub name, or a local folder of data files) via ``datasets.load_dataset``."""
+    try:
+        import datasets
+    except ImportError:
+        raise InputError("reading 🤗 datasets needs: pip install 'sweetspot[hf]'") from None
+    try:
+        ds = datasets.load_dataset(name, split=split or "train")
+    except Exception as e:  # datasets raises many kinds (not found, offline, bad split)
+        raise InputError(f"cannot load dataset ({type(e).__name__}: {e})", file=name) from None
+    return ds.to_list()
+
+
+def _choose_field(first: dict, field: str | None, where: str) -> str:
+    if field is not None:
+        if field not in first:
+            raise InputError(
+                f"no such field; the rows have: {', '.join(map(str, first))}",
+                file=where,
+                row=1,
+                field=field,
+            )
+        return field
+    for name in DEFAULT_FIELDS:
+        if name in first:
+            return name
+    raise InputError(
+        f"no prompt field found (tried {', '.join(DEFAULT_FIELDS)}); pass --field. "
+        f"The rows have: {', '.join(map(str, first))}",
+        file=where,
+        row=1,
+    )
+
+
+def _row_messages(row: dict, field: str, where: str, rownum: int) -> list[dict[str, Any]]:
+    value = row.get(field)
+    if value is None:
+        raise InputError("the prompt field is missing or null", file=where, row=rownum, field=field)
+    if (
+        isinstance(value, list)
+        and len(value) > 1
+        and isinstance(value[-1], dict)
+        and value[-1].get("role") == "assistant"
+    ):
+        value = value[:-1]  # a conversation with its answer (UltraFeedback `chosen`)
+    try:
+        msgs = to_messages(value, where=field)
+    except ValueError as e:
+        raise InputError(str(e), file=where, row=rownum, field=field) from None
+    if not any(m["content"].strip() for m in msgs):
+        raise InputError("the prompt is empty", file=where, row=rownum, field=field)
+    return msgs
+
+
+def write_prompts(
+    table: pa.Table, stage_dir: str | os.PathLike, *, overwrite: bool = False
+) -> Path:
+    """Write ``stage_dir/prompts.parquet`` once (atomically).
+
+    If the file exists, it must hold the same prompts in the same order (then nothing is
+    written); different prompts are an error unless ``overwrite`` is true.
+    """
+    path = Path(stage_dir) / PROMPTS_FILE
+    if path.exists() and not overwrite:
+        old = read_prompts(stage_dir)
+        if old.column("prompt_id").to_pylist() != table.column("prompt_id").to_pylist():
+            raise InputError(
+                f"the stage folder already holds {old.num_rows} different prompts; use another "
+                "--out, the same prompt options, or --overwrite to start this stage afresh",
+                file=str(path),
+            )
+        return path
+    return write_table(table, path, "parquet")
+
+
+def read_prompts(stage_dir: str | os.PathLike) -> pa.Table:
+    """Read ``stage_dir/prompts.parquet``."""
+    path = Path(stage_dir) / PROMPTS_FILE
+    if not path.is_file():
+        raise InputError("no prompts.parquet in the stage folder", file=str(path))
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"cannot read prompts ({e})", file=str(path)) from None

@@ -1,0 +1,321 @@
+"""The report's figures (matplotlib, Agg backend). Each function returns a Figure, or None when
+the run holds nothing to draw yet."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+POSITIONS = ("min", "μ−2σ", "μ−σ", "μ", "μ+σ", "μ+2σ", "max")
+_POS_COLORS = ("#7f0000", "#d62728", "#ff9896", "#555555", "#98df8a", "#2ca02c", "#00441b")
+CHOSEN_COLOR = "#2ca02c"
+REJECTED_COLOR = "#d62728"
+M_GRID = (2, 3, 5, 10, 20, 30, 60, 100, 200, 400)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def MaxNLocator(**kw):  # noqa: N802 - matplotlib's class, imported lazily
+    from matplotlib.ticker import MaxNLocator as _Locator
+
+    return _Locator(**kw)
+
+
+def blom_expected_min_z(m: int | np.ndarray) -> np.ndarray:
+    """Expected z of the minimum of ``m`` standard normal draws, by Blom's approximation:
+    Φ⁻¹((1 − 0.375) / (m + 0.25)) (negative: the minimum lies below the mean)."""
+    from scipy.special import ndtri  # Φ⁻¹; lighter to import than scipy.stats
+
+    m = np.asarray(m, dtype=np.float64)
+    return ndtri((1 - 0.375) / (m + 0.25))
+
+
+def position_values(rewards: np.ndarray, ddof: float = 0) -> list[float]:
+    """The seven positions (min, μ−2σ, μ−σ, μ, μ+σ, μ+2σ, max) of one prompt's rewards."""
+    mu = float(np.mean(rewards))
+    sd = float(np.std(rewards, ddof=ddof)) if len(rewards) > ddof else 0.0
+    return [
+        float(np.min(rewards)),
+        mu - 2 * sd,
+        mu - sd,
+        mu,
+        mu + sd,
+        mu + 2 * sd,
+        float(np.max(rewards)),
+    ]
+
+
+def pick_prompts(rewards: Mapping[str, np.ndarray], k: int = 6, seed: int = 0) -> list[str]:
+    """A seeded sample of ``k`` prompt ids among those with at least 3 distinct rewards."""
+    ids = sorted(p for p, r in rewards.items() if len(np.unique(r)) >= 3)
+    if len(ids) <= k:
+        return ids
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(ids, size=k, replace=False).tolist())
+
+
+def fig_reward_distributions(rewards: Mapping[str, np.ndarray], k: int = 6, seed: int = 0):
+    """Small multiples: each sampled prompt's rewards, the seven positions marked."""
+    ids = pick_prompts(rewards, k, seed)
+    if not ids:
+        return None
+    plt = _plt()
+    cols = min(3, len(ids))
+    rows = (len(ids) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
+    for ax, pid in zip(axes.flat, ids):
+        r = rewards[pid]
+        ax.hist(r, bins=min(30, max(5, len(r) // 2)), color="#9ecae1", edgecolor="white")
+        for name, val, color in zip(POSITIONS, position_values(r), _POS_COLORS):
+            ax.axvline(
+                val, color=color, lw=1.6, ls="-" if name in ("min", "max") else "--", label=name
+            )
+        ax.set_title(f"prompt {pid[:8]}… (n = {len(r)})", fontsize=9)
+        ax.set_xlabel("reward", fontsize=8)
+        ax.set_ylabel("responses", fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(ids) :]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=7, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig
+
+
+def fig_z_histograms(pairs: Mapping[str, Mapping[str, np.ndarray]]):
+    """One panel per strategy: histograms of the chosen and the rejected z."""
+    items = [(s, d) for s, d in pairs.items() if len(d.get("chosen_z", [])) > 0]
+    if not items:
+        return None
+    plt = _plt()
+    cols = min(3, len(items))
+    rows = (len(items) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, (name, d) in zip(axes.flat, items):
+        cz = np.asarray(d["chosen_z"], dtype=float)
+        rz = np.asarray(d["rejected_z"], dtype=float)
+        cz, rz = cz[np.isfinite(cz)], rz[np.isfinite(rz)]
+        both = np.concatenate([cz, rz]) if len(cz) + len(rz) else np.zeros(1)
+        bins = np.linspace(min(-3.5, both.min()), max(3.5, both.max()), 36)
+        rlabel = f"rejected (mean {rz.mean():+.2f})"
+        clabel = f"chosen (mean {cz.mean():+.2f})"
+        ax.hist(rz, bins=bins, color=REJECTED_COLOR, alpha=0.6, label=rlabel)
+        ax.hist(cz, bins=bins, color=CHOSEN_COLOR, alpha=0.6, label=clabel)
+        for z in (-2, 0, 2):
+            ax.axvline(z, color="#888888", lw=0.8, ls=":")
+        ax.set_title(f"{name} ({len(cz)} pairs)", fontsize=9)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("z = (reward − μ) / σ", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, frameon=False)
+    for ax in list(axes.flat)[len(items) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def observed_min_z(
+    rewards: Mapping[str, np.ndarray],
+    ms: Sequence[int],
+    repeats: int = 20,
+    seed: int = 0,
+    max_prompts: int = 1000,
+) -> dict[int, tuple[float, float, float, int]]:
+    """For each m: mean, 10th and 90th percentile of the z of the minimum of m rewards drawn
+    without replacement from a prompt's n, z measured against the prompt's full-pool μ and σ;
+    and how many prompts had n ≥ m. Prompts with σ = 0 are left out; at most ``max_prompts``
+    prompts (a seeded sample) are used."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    pools = []
+    values = list(rewards.values())
+    if len(values) > max_prompts:  # a large run: a seeded sample of prompts shows the same
+        values = [values[i] for i in sorted(rng.choice(len(values), max_prompts, replace=False))]
+    for r in values:
+        sd = float(np.std(r))
+        if len(r) >= 2 and sd > 0:
+            pools.append((r - r.mean()) / sd)
+    for m in ms:
+        zs = []
+        count = 0
+        for z in pools:
+            if len(z) < m:
+                continue
+            count += 1
+            reps = 1 if m == len(z) else repeats
+            for _ in range(reps):
+                zs.append(z[rng.choice(len(z), size=m, replace=False)].min())
+        if zs:
+            a = np.asarray(zs)
+            lo, hi = np.percentile(a, [10, 90])
+            out[m] = (float(a.mean()), float(lo), float(hi), count)
+    return out
+
+
+def fig_min_z(rewards: Mapping[str, np.ndarray], seed: int = 0):
+    """Expected (Blom) vs observed z of the minimum of m samples, as m grows up to n."""
+    if not rewards:
+        return None
+    n_max = max(len(r) for r in rewards.values())
+    ms = sorted({m for m in M_GRID if m <= n_max} | ({n_max} if n_max >= 2 else set()))
+    obs = observed_min_z(rewards, ms, seed=seed)
+    if not obs:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    grid = np.unique(np.concatenate([np.geomspace(2, max(400, n_max), 60).round(), ms]))
+    ax.plot(
+        grid,
+        blom_expected_min_z(grid),
+        color="#1f77b4",
+        lw=2,
+        label="expected, normal rewards (Blom)",
+    )
+    om = sorted(obs)
+    mean = np.array([obs[m][0] for m in om])
+    lo = np.array([obs[m][1] for m in om])
+    hi = np.array([obs[m][2] for m in om])
+    ax.fill_between(om, lo, hi, color="#ff7f0e", alpha=0.2, label="observed 10–90%")
+    ax.plot(om, mean, "o-", color="#ff7f0e", label="observed mean (subsamples of the pool)")
+    ax.axhline(-2, color=REJECTED_COLOR, ls="--", lw=1, label="μ−2σ")
+    ax.set_xscale("log")
+    ax.set_xlabel("m = samples per prompt")
+    ax.set_ylabel("z of the minimum")
+    ticks = sorted(set(ms) | {m for m in (5, 20, 60, 200, 400) if m <= grid.max()})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(m) for m in ticks], fontsize=8)
+    ax.minorticks_off()
+    ax.legend(fontsize=8, frameon=False, loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def fig_drop_reasons(outcomes: Mapping[str, Mapping[str, int]]):
+    """One stacked bar per strategy: prompts that gave a pair ("kept") and those dropped, by
+    reason. ``outcomes`` maps a strategy to counts; zero-count reasons are left out."""
+    if not outcomes:
+        return None
+    plt = _plt()
+    reasons = [
+        r
+        for r in dict.fromkeys(k for d in outcomes.values() for k in d)
+        if r != "kept" and any(d.get(r, 0) > 0 for d in outcomes.values())
+    ]
+    names = list(outcomes)[::-1]
+    fig, ax = plt.subplots(figsize=(8.5, 0.5 * len(names) + 1.6))
+    palette = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
+    left = np.zeros(len(names))
+    for key, color in [("kept", "#2ca02c"), *zip(reasons, palette)]:
+        vals = np.array([outcomes[n].get(key, 0) for n in names], dtype=float)
+        label = "pair kept" if key == "kept" else f"dropped: {key}"
+        ax.barh(names, vals, left=left, color=color, label=label)
+        for y, (x0, v) in enumerate(zip(left, vals)):
+            if v > 0:
+                ax.text(
+                    x0 + v / 2, y, f"{int(v)}", ha="center", va="center", fontsize=8, color="white"
+                )
+        left += vals
+    ax.set_xlabel("prompts")
+    ax.tick_params(labelsize=8)
+    ax.legend(
+        fontsize=8,
+        frameon=False,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.25 - 0.05 / max(1, len(names))),
+        ncol=4,
+    )
+    fig.tight_layout()
+    return fig
+
+
+TRAIN_METRICS = (
+    ("loss", "loss"),
+    ("rewards/margins", "reward margin"),
+    ("rewards/accuracies", "reward accuracy"),
+)
+
+
+def fig_training(logs: Mapping[str, Sequence[Mapping]]):
+    """Training curves per round: loss, reward margin and accuracy against the step."""
+    present = [
+        (key, label)
+        for key, label in TRAIN_METRICS
+        if any(key in row for log in logs.values() for row in log)
+    ]
+    if not present:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
+    for ax, (key, label) in zip(axes[0], present):
+        for name, log in logs.items():
+            pts = [
+                (row.get("step", i + 1), row[key])
+                for i, row in enumerate(log)
+                if isinstance(row.get(key), (int, float))
+            ]
+            if pts:
+                x, y = zip(*pts)
+                ax.plot(x, y, "o-" if len(pts) < 30 else "-", ms=3, label=name)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def fig_win_rates(rates: Sequence[tuple[str, str, float, float | None, float | None]]):
+    """Win rates (in %) with their 95% intervals: rows of (round, metric, value, low, high)."""
+    if not rates:
+        return None
+    plt = _plt()
+    metrics = sorted({r[1] for r in rates}, key=lambda m: (m != "win rate", m))
+    rounds = list(dict.fromkeys(r[0] for r in rates))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(rounds) + 3), 3.6))
+    width = 0.8 / max(1, len(metrics))
+    colors = ("#1f77b4", "#ff7f0e", "#2ca02c")
+    for j, metric in enumerate(metrics):
+        for r in rates:
+            if r[1] != metric:
+                continue
+            x = rounds.index(r[0]) + (j - (len(metrics) - 1) / 2) * width
+            yerr = None
+            if r[3] is not None and r[4] is not None:
+                yerr = [[max(0.0, r[2] - r[3])], [max(0.0, r[4] - r[2])]]
+            ax.errorbar(
+                [x],
+                [r[2]],
+                yerr=yerr,
+                fmt="o",
+                capsize=5,
+                ms=7,
+                color=colors[j % len(colors)],
+                label=metric if rounds.index(r[0]) == 0 else None,
+            )
+            ax.annotate(
+                f"{r[2]:.1f}", (x, r[2]), textcoords="offset points", xytext=(8, -3), fontsize=8
+            )
+    ax.axhline(50, color="#888888", ls="--", lw=1)
+    ax.set_xticks(range(len(rounds)))
+    ax.set_xticklabels(rounds)
+    ax.set_xlim(-0.6, len(rounds) - 0.4)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("% against the baseline")
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,51 @@
+"""Registry of sampling backends: ``@register_generator("name")`` on a class, and
+``get_generator(name, **opts)``. Built-in backends live in modules imported only when chosen, so
+their heavy dependencies (torch, vllm, httpx) load only then."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sweetspot.errors import InputError
+from sweetspot.sampling.backends.base import Completion, Generator
+
+__all__ = ["Completion", "Generator", "available_generators", "get_generator", "register_generator"]
+
+_REGISTRY: dict[str, Callable[..., Generator]] = {}
+_BUILTIN = {
+    "hf": "sweetspot.sampling.backends.hf",
+    "vllm": "sweetspot.sampling.backends.vllm",
+    "openai": "sweetspot.sampling.backends.openai",
+}
+
+T = TypeVar("T")
+
+
+def register_generator(name: str) -> Callable[[T], T]:
+    """Class decorator: make a backend available to ``get_generator(name)``."""
+
+    def deco(cls: T) -> T:
+        _REGISTRY[name] = cls  # type: ignore[assignment]
+        cls.name = name  # type: ignore[attr-defined]
+        return cls
+
+    return deco
+
+
+def available_generators() -> list[str]:
+    """Names of the built-in and registered backends."""
+    return sorted(set(_BUILTIN) | set(_REGISTRY))
+
+
+def get_generator(name: str, **opts: Any) -> Generator:
+    """Build the backend registered as ``name`` with its options."""
+    if name not in _REGISTRY and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])
+    if name not in _REGISTRY:
+        raise InputError(
+            f"unknown backend {name!r}: use one of {', '.join(available_generators())}",
+            field="backend",
+        )
+    return _REGISTRY[name](**opts)

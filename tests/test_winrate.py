@@ -1,0 +1,97 @@
+"""Win rate, Wilson interval and the length-controlled win rate on hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sweetspot.evaluation.winrate import (
+    length_controlled_win_rate,
+    length_feature,
+    preferences,
+    summarize,
+    wilson_interval,
+    win_rate,
+)
+
+
+def test_preferences_ties_count_half():
+    prefs = preferences(np.array([3.0, 1.0, 2.0, 2.05]), np.array([1.0, 3.0, 2.0, 2.0]))
+    assert prefs.tolist() == [1.0, 0.0, 0.5, 1.0]
+    assert win_rate(prefs) == pytest.approx(62.5)
+    with_eps = preferences(np.array([2.05]), np.array([2.0]), tie_epsilon=0.1)
+    assert with_eps.tolist() == [0.5]
+
+
+def test_wilson_interval_by_hand():
+    # 8 wins, 1 tie, 1 loss of 10: p = 0.85; Wilson with z = 1.96 by hand.
+    prefs = np.array([1.0] * 8 + [0.5, 0.0])
+    z, n, p = 1.959963984540054, 10, 0.85
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    lo, hi = wilson_interval(prefs)
+    assert lo == pytest.approx(100 * (centre - half))
+    assert hi == pytest.approx(100 * (centre + half))
+    assert (lo, hi) == pytest.approx((54.12, 96.46), abs=0.01)
+    # All wins: the upper bound is 100, the lower one n / (n + z^2).
+    lo, hi = wilson_interval(np.ones(10))
+    assert hi == pytest.approx(100.0)
+    assert lo == pytest.approx(100 * 10 / (10 + z * z))
+
+
+def test_length_feature_is_tanh_of_standardised_difference():
+    x = length_feature(np.array([200.0, 100.0, 150.0]), np.array([100.0, 200.0, 150.0]))
+    sd = np.std([100.0, -100.0, 0.0], ddof=1)  # 100
+    assert x == pytest.approx(np.tanh(np.array([100.0, -100.0, 0.0]) / sd))
+    assert length_feature(np.array([5.0, 5.0]), np.array([1.0, 1.0])).tolist() == [0.0, 0.0]
+
+
+def _design(n_long: int, win_long: int, n_short: int, win_short: int):
+    """Prompts where the policy is 100 chars longer (or shorter) than the baseline."""
+    prefs = np.array(
+        [1.0] * win_long + [0.0] * (n_long - win_long) + [1.0] * win_short
+        + [0.0] * (n_short - win_short)
+    )  # fmt: skip
+    lp = np.array([200.0] * n_long + [100.0] * n_short)
+    lb = np.array([100.0] * n_long + [200.0] * n_short)
+    return prefs, lp, lb
+
+
+def test_lc_removes_an_edge_that_comes_only_from_length():
+    # Longer on 40 prompts and wins 3/4 of them; shorter on 4 and wins 1/4. With two values of
+    # the length term the logistic fit is exact: sigmoid(b0 + b1 x) = 3/4 and
+    # sigmoid(b0 - b1 x) = 1/4, so b0 = 0 and the LC win rate is 50% while the raw one is 70.5%.
+    prefs, lp, lb = _design(40, 30, 4, 1)
+    assert win_rate(prefs) == pytest.approx(100 * 31 / 44)
+    lc = length_controlled_win_rate(prefs, lp, lb)
+    assert lc["lc_win_rate"] == pytest.approx(50.0, abs=0.05)
+    assert lc["length_coef"] > 1.0
+
+
+def test_lc_keeps_an_edge_that_does_not_depend_on_length():
+    # Wins 3/4 whether longer or shorter: the length term is 0 and LC = raw = 75%.
+    prefs, lp, lb = _design(40, 30, 4, 3)
+    lc = length_controlled_win_rate(prefs, lp, lb)
+    assert win_rate(prefs) == pytest.approx(75.0)
+    assert lc["lc_win_rate"] == pytest.approx(75.0, abs=0.05)
+    assert lc["intercept"] == pytest.approx(math.log(3), abs=0.002)
+    assert lc["length_coef"] == pytest.approx(0.0, abs=0.01)
+
+
+def test_lc_with_equal_lengths_is_the_raw_win_rate():
+    prefs = np.array([1.0, 1.0, 0.5, 0.0, 1.0])
+    lens = np.array([10.0, 20.0, 30.0, 40.0, 50.0])
+    lc = length_controlled_win_rate(prefs, lens, lens)
+    assert lc["lc_win_rate"] == pytest.approx(70.0, abs=1e-4)
+
+
+def test_summarize_counts_and_intervals():
+    prefs, lp, lb = _design(40, 30, 4, 1)
+    s = summarize(prefs, lp, lb, n_boot=200, seed=1)
+    assert (s["n"], s["wins"], s["ties"], s["losses"]) == (44, 31, 0, 13)
+    assert s["ci_low"] < s["win_rate"] < s["ci_high"]
+    assert s["lc_ci_low"] <= s["lc_win_rate"] <= s["lc_ci_high"]
+    assert s["ci_method"].startswith("wilson")
+    assert summarize(prefs, lp, lb, n_boot=200, seed=1) == s  # seeded bootstrap
