@@ -15,8 +15,8 @@ from sweetspot.demo import demo_config, run_demo
 def test_demo_config_is_the_shipped_yaml():
     cfg = demo_config()
     assert cfg.policy.model == "builtin:smollm2-135m-instruct"
-    assert (cfg.prompts.source, cfg.prompts.split, cfg.prompts.limit) == ("builtin", "train", 24)
-    assert (cfg.prompts.eval.split, cfg.prompts.eval.limit) == ("eval", 16)
+    assert (cfg.prompts.source, cfg.prompts.split, cfg.prompts.limit) == ("builtin", "train", 32)
+    assert (cfg.prompts.eval.split, cfg.prompts.eval.limit) == ("eval", None)  # all 46
     assert cfg.sampling.n == 8 and cfg.sampling.device == "cpu"
     assert cfg.scoring.reward == "relevance"
     assert cfg.pairs.strategies == ["sweet-spot", "conventional"]
@@ -27,7 +27,7 @@ def test_demo_config_is_the_shipped_yaml():
 def test_fast_demo_is_smaller_but_the_same_loop():
     fast, full = demo_config(fast=True), demo_config()
     assert fast.prompts.limit < full.prompts.limit
-    assert fast.prompts.eval.limit < full.prompts.eval.limit
+    assert fast.prompts.eval.limit == 8 and full.prompts.eval.limit is None
     assert fast.training.max_steps < full.training.max_steps
     assert fast.sampling.n == full.sampling.n == 8
     assert fast.training.lora == full.training.lora  # the preset's other fields are kept

@@ -181,7 +181,6 @@ class RunConfig(BaseModel):
         "held-out prompts (needs at least 'judge'); null: no evaluation stage.",
     )
 
-
     @model_validator(mode="after")
     def _name_train_reward(self) -> RunConfig:
         # the evaluation says plainly when its judge is the reward the pairs were built with

@@ -73,7 +73,7 @@ def run_demo(out: str | Path, fast: bool = False, console: Console | None = None
             f"sweetspot demo{' (--fast)' if fast else ''}: SmolLM2-135M-Instruct, "
             f"{cfg.prompts.limit} prompts x n = {cfg.sampling.n}, reward '{cfg.scoring.reward}', "
             f"pairs {' + '.join(cfg.pairs.strategies)}, LoRA DPO on {cfg.pairs.train_on}, "
-            f"evaluation on {cfg.prompts.eval.limit} held-out prompts -> {out}",
+            f"evaluation on {cfg.prompts.eval.limit or 'all'} held-out prompts -> {out}",
             border_style="cyan",
         )
     )
