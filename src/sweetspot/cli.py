@@ -32,14 +32,14 @@ app = typer.Typer(
 )
 err_console = Console(stderr=True, soft_wrap=True)
 
+app.command("sample")(_sample.sample)
+app.command("score")(_score.score)
 app.command("pair")(_pair.pair)
+app.command("train")(_train.train)
+app.command("evaluate")(_evaluate.evaluate)
 app.command("run")(_run.run)
 app.command("report")(_report.report)
 app.command("demo")(_demo.demo)
-app.command("sample")(_sample.sample)
-app.command("score")(_score.score)
-app.command("train")(_train.train)
-app.command("evaluate")(_evaluate.evaluate)
 
 
 @app.callback(invoke_without_command=True)

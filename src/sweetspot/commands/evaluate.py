@@ -63,9 +63,12 @@ def evaluate(
     ),
     policy_name: str | None = typer.Option(None, help="Name of the policy in export and report."),
 ) -> None:
-    """Generate one response per prompt from the policy and the baseline, judge each pair with a
-    reward, and report the win rate (ties count half, Wilson 95% interval), the length-controlled
-    win rate (AlpacaEval 2's method) and mean lengths."""
+    """Judge the trained policy against a baseline on held-out prompts.
+
+    Generates one response per prompt from the policy and the baseline, judges each pair with a
+    reward, and reports the win rate (ties count half, Wilson 95% interval), the
+    length-controlled win rate (AlpacaEval 2's method) and mean lengths.
+    """
     cfg = make_eval_config(
         dict(
             judge=judge,

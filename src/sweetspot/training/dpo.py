@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,11 @@ def train_dpo(
 
     on_cpu = not torch.cuda.is_available()
     tmp = _tmp_dir(out_dir)
+    # TRL 1.x still passes `gradient_checkpointing`, which transformers 5 renamed: not the user's
+    # business, and it would print twice per run.
+    warnings.filterwarnings(
+        "ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning
+    )
     args = _dpo_args(cfg, precision, tmp, on_cpu)
     is_main = args.process_index == 0
     if is_main:
