@@ -97,11 +97,14 @@ def read_jsonl(path: Path) -> pa.Table:
     return table
 
 
-def read_jsonl_rows(path: Path) -> tuple[list[dict], list[int], pa.Table | None]:
+def read_jsonl_rows(
+    path: Path, *, table: bool = True
+) -> tuple[list[dict], list[int], pa.Table | None]:
     """Read a JSONL file: its rows, the 1-based line number of each, and the Arrow table.
 
     A line that is not a JSON object is an error naming the file and line; rows whose types do not
-    fit one schema give ``None`` for the table, so the caller can find the offending row and field.
+    fit one schema (or ``table=False``) give ``None`` for the table, so the caller can find the
+    offending row and field.
     """
     rows = []
     lines = []
@@ -117,6 +120,8 @@ def read_jsonl_rows(path: Path) -> tuple[list[dict], list[int], pa.Table | None]
                 raise InputError("a line must be a JSON object", file=str(path), row=lineno)
             rows.append(row)
             lines.append(lineno)
+    if not table:
+        return rows, lines, None
     if not rows:
         return rows, lines, pa.table({})
     try:

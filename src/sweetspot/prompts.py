@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from sweetspot.errors import InputError
 from sweetspot.ids import prompt_id, to_messages
-from sweetspot.io import read_table_file, write_table
+from sweetspot.io import read_jsonl_rows, read_table_file, write_table
 
 PROMPTS_FILE = "prompts.parquet"
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -105,21 +105,7 @@ def _read_source(source: str | os.PathLike, split: str | None) -> tuple[list[dic
 
 def _read_jsonl_rows(path: Path) -> list[dict]:
     """JSONL rows as dicts; fields may differ in type between rows (a string or a message list)."""
-    import json
-
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"not valid JSON ({e.msg})", file=str(path), row=lineno) from None
-            if not isinstance(row, dict):
-                raise InputError("a line must be a JSON object", file=str(path), row=lineno)
-            rows.append(row)
-    return rows
+    return read_jsonl_rows(path, table=False)[0]
 
 
 def _load_dataset(name: str, split: str | None) -> list[dict]:

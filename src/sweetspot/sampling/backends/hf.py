@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sweetspot.devices import resolve_device, resolve_dtype
 from sweetspot.errors import InputError
 from sweetspot.sampling.backends import register_generator
 from sweetspot.sampling.backends.base import (
@@ -25,34 +26,6 @@ from sweetspot.sampling.backends.base import (
     encode_chat,
     resolve_chat_template,
 )
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def resolve_dtype(dtype: str, device: str):
-    """``auto`` -> float32 on CPU (bf16 is emulated there), bfloat16 on GPU."""
-    import torch
-
-    if dtype == "auto":
-        return torch.float32 if device == "cpu" else torch.bfloat16
-    try:
-        return {
-            "float32": torch.float32,
-            "fp32": torch.float32,
-            "bfloat16": torch.bfloat16,
-            "bf16": torch.bfloat16,
-            "float16": torch.float16,
-            "fp16": torch.float16,
-        }[dtype]
-    except KeyError:
-        raise InputError(f"unknown dtype {dtype!r}", field="dtype") from None
 
 
 def load_causal_lm(model: str, *, device: str, dtype: str, trust_remote_code: bool):

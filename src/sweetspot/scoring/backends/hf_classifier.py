@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from sweetspot.devices import resolve_device, resolve_dtype
 from sweetspot.errors import InputError
 from sweetspot.scoring.backends.base import Messages, Scorer, register_scorer
 from sweetspot.scoring.batching import MIN_FILL, BatchStats, score_in_batches
@@ -89,8 +90,8 @@ class HFClassifierScorer(Scorer):
         self.max_tokens_per_batch = max_tokens_per_batch
         self.batch_size = batch_size
         self.min_fill = min_fill
-        self.device = torch.device(_resolve_device(device))
-        self.dtype = _resolve_dtype(dtype, self.device)
+        self.device = torch.device(resolve_device(device))
+        self.dtype = resolve_dtype(dtype, self.device.type)
         self.tokenizer, self.model = _load(
             model, revision, self.dtype, self.device, trust_remote_code
         )
@@ -281,31 +282,3 @@ def _reward_from_output(out: Any, model_id: str) -> np.ndarray:
             field="reward_model",
         )
     return value.numpy()
-
-
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def _resolve_dtype(dtype: str, device):
-    import torch
-
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    try:
-        return {
-            "float32": torch.float32,
-            "fp32": torch.float32,
-            "bfloat16": torch.bfloat16,
-            "bf16": torch.bfloat16,
-            "float16": torch.float16,
-            "fp16": torch.float16,
-        }[dtype]
-    except KeyError:
-        raise InputError(
-            f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16", field="dtype"
-        ) from None
