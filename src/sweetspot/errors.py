@@ -33,3 +33,18 @@ class InputError(Exception):
 
 class ConfigError(InputError):
     """A bad option or configuration value."""
+
+
+def config_error(e: Exception, what: str = "") -> ConfigError:
+    """A ``ConfigError`` naming every bad field of a pydantic ``ValidationError``.
+
+    ``what`` names the config in the message ("invalid training config: beta: ...").
+    """
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        text = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in errors()
+        )
+    else:
+        text = str(e)
+    return ConfigError(f"invalid {what} config: {text}" if what else text)

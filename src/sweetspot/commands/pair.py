@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sweetspot.errors import ConfigError
+from sweetspot.errors import ConfigError, config_error
 
 STRATEGY_HELP = (
     "CHOSEN:REJECTED, repeatable. Positions: min, max, mu, mu+2sigma, mu-2sigma, mu+sigma, "
@@ -80,19 +80,11 @@ def pair(
             prompts=str(prompts) if prompts else None,
         )
     except ValueError as e:  # pydantic wraps our ConfigError
-        raise ConfigError(_first_error(e)) from None
+        raise config_error(e) from None
     console = Console(stderr=True)
     with console.status(f"building {len(strategy)} strategy spec(s) from {input} ..."):
         results = run_pair(input, output, cfg)
     print_summary(results, output, Console())
-
-
-def _first_error(e: ValueError) -> str:
-    errors = getattr(e, "errors", None)
-    if callable(errors):
-        err = errors()[0]
-        return f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
-    return str(e)
 
 
 def _fmt(x: float | None, spec: str = ".2f") -> str:

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sweetspot.errors import ConfigError
+from sweetspot.errors import ConfigError, config_error
 
 REWARD_HELP = (
     "Reward kind. hf-classifier: a transformers sequence-classification reward model "
@@ -97,19 +97,11 @@ def score(
             cache_path=cache_path,
         )
     except ValueError as e:
-        raise ConfigError(_first_error(e)) from None
+        raise config_error(e) from None
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor must be local or ray, got {executor!r}", field="executor")
     summary = run_scoring(out, cfg, console=Console(stderr=True))
     print_summary(summary, Console())
-
-
-def _first_error(e: ValueError) -> str:
-    errors = getattr(e, "errors", None)
-    if callable(errors):
-        err = errors()[0]
-        return f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
-    return str(e)
 
 
 def _throughput(s: dict) -> str:

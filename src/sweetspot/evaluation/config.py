@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sweetspot.errors import ConfigError
+from sweetspot.errors import config_error
 
 
 class EvalConfig(BaseModel):
@@ -59,5 +59,4 @@ def make_eval_config(values: dict[str, Any]) -> EvalConfig:
     try:
         return EvalConfig(**values)
     except ValidationError as e:
-        parts = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
-        raise ConfigError("invalid evaluation config: " + "; ".join(parts)) from None
+        raise config_error(e, "evaluation") from None

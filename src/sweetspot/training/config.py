@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sweetspot.errors import ConfigError
+from sweetspot.errors import config_error
 from sweetspot.training.presets import PRESETS, preset_names
 
 LOSS_TYPES = (
@@ -143,12 +143,4 @@ def make_train_config(
     try:
         return TrainConfig(**data)
     except ValidationError as e:
-        raise ConfigError(_describe(e)) from None
-
-
-def _describe(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "config"
-        parts.append(f"{loc}: {err['msg']}")
-    return "invalid training config: " + "; ".join(parts)
+        raise config_error(e, "training") from None
