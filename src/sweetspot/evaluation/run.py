@@ -332,21 +332,10 @@ class _Bar:
         self._progress = None
         self._task = None
         if enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from sweetspot.progress import progress_bar
 
-            self._progress = Progress(
-                TextColumn("[bold]evaluate[/] {task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
+            self._progress = progress_bar(
+                title="[bold]evaluate[/] {task.description}", remaining=False
             )
 
     def __enter__(self) -> _Bar:

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from sweetspot.errors import InputError
+from sweetspot.progress import progress_bar
 from sweetspot.sampling.seeds import sample_seeds
 
 SAMPLES_DIR = "samples"
@@ -250,7 +251,7 @@ def run_sampling(
 
     stats = {"shards": 0, "samples": 0, "tokens": 0, "truncated": 0, "pending_tokens": 0}
     todo_prompts = sum(t.num_rows for t, _ in jobs)
-    with _progress(cfg.progress) as progress:
+    with progress_bar("prompts", "{task.fields[tokens_per_s]}", enabled=cfg.progress) as progress:
         task = progress.add_task(
             f"sampling ({cfg.backend})", total=todo_prompts or None, tokens_per_s="", start=False
         )
@@ -273,11 +274,9 @@ def run_sampling(
             stats["shards"] += 1
             stats["samples"] += out.num_rows
             stats["tokens"] += int(pc.sum(out.column("n_tokens").cast(pa.int64())).as_py() or 0)
-            stats["truncated"] += sum(
-                r == "length" for r in out.column("finish_reason").to_pylist()
-            )
+            stats["truncated"] += _count_length(out)
             stats["pending_tokens"] = 0
-            progress.update(task, advance=len(set(out.column("prompt_id").to_pylist())))
+            progress.update(task, advance=pc.count_distinct(out.column("prompt_id")).as_py())
             show()
 
         progress.start_task(task)
@@ -303,8 +302,8 @@ def run_sampling(
         end = time.perf_counter()
         seconds, gen_seconds = end - t0, end - clock["gen_start"]
 
-    pool = read_shards(samples_dir, columns=["finish_reason"])
-    reasons = pool.column("finish_reason").to_pylist() if pool.num_rows else []
+    reasons = read_shards(samples_dir, columns=["finish_reason"])
+    total, truncated = reasons.num_rows, _count_length(reasons) if reasons.num_rows else 0
     return {
         "stage_dir": str(stage),
         "samples_dir": str(samples_dir),
@@ -319,13 +318,18 @@ def run_sampling(
         "shards_written": stats["shards"],
         "samples_written": stats["samples"],
         "truncated_written": stats["truncated"],
-        "samples_total": len(reasons),
-        "truncated_total": sum(r == "length" for r in reasons),
+        "samples_total": total,
+        "truncated_total": truncated,
         "tokens_written": stats["tokens"],
         "seconds": round(seconds, 3),
         "generation_seconds": round(gen_seconds, 3),
         "tokens_per_s": round(stats["tokens"] / gen_seconds, 1) if gen_seconds > 0 else 0.0,
     }
+
+
+def _count_length(table: pa.Table) -> int:
+    """How many samples were cut at the token limit (finish_reason 'length')."""
+    return int(pc.sum(pc.equal(table.column("finish_reason"), "length")).as_py() or 0)
 
 
 def _portable_options(cfg: SampleConfig) -> dict[str, Any]:
@@ -406,27 +410,3 @@ def _clear_stage(stage: Path, *, keep_prompts: bool) -> None:
     (stage / PLAN_FILE).unlink(missing_ok=True)
     if not keep_prompts:
         (stage / "prompts.parquet").unlink(missing_ok=True)
-
-
-def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("prompts"),
-        TextColumn("{task.fields[tokens_per_s]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sweetspot.errors import InputError
+from sweetspot.progress import progress_bar
 from sweetspot.scoring.backends import cache_key, get_scorer, identify_scorer, scorer_class
 from sweetspot.scoring.cache import RewardCache, text_sha
 from sweetspot.scoring.config import ScoreConfig
@@ -94,7 +95,7 @@ def run_scoring(
     pending: dict[Path, tuple[np.ndarray, list[str], list[str]]] = {}
     jobs = _LazyJobs(todo, prompts, cache, key, pending, summary)
 
-    progress = _progress(console) if show_progress else None
+    progress = progress_bar("responses", console=console) if show_progress else None
     task = progress.add_task("scoring", total=sum(_rows(f) for f, _ in todo)) if progress else None
     advance = (lambda k: progress.advance(task, k)) if progress else None
     local = cfg.executor == "local"
@@ -300,25 +301,3 @@ def _read_prompts(path: Path) -> tuple[dict[str, int], pa.ChunkedArray]:
             raise InputError("missing column", file=str(path), field=col)
     ids = table.column("prompt_id").to_pylist()
     return {p: i for i, p in enumerate(ids)}, table.column("messages")
-
-
-def _progress(console: Any):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("responses"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )

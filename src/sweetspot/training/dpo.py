@@ -68,23 +68,9 @@ def _log_callback(log_path: Path, progress: bool):
 
         def on_train_begin(self, args, state, control, **kwargs):
             if progress and state.is_world_process_zero:
-                from rich.progress import (
-                    BarColumn,
-                    MofNCompleteColumn,
-                    Progress,
-                    TextColumn,
-                    TimeElapsedColumn,
-                    TimeRemainingColumn,
-                )
+                from sweetspot.progress import progress_bar
 
-                self._bar = Progress(
-                    TextColumn("[bold]DPO[/]"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeElapsedColumn(),
-                    TimeRemainingColumn(),
-                    TextColumn("{task.description}"),
-                )
+                self._bar = progress_bar(None, "{task.description}", title="[bold]DPO[/]")
                 self._bar.start()
                 self._task = self._bar.add_task("", total=state.max_steps)
 
