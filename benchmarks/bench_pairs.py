@@ -20,8 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sweetspot.io import MESSAGES_TYPE
 from sweetspot.pairs import PairBuilder, Pool, parse_strategies
-from sweetspot.pairs.pool import MESSAGES_TYPE, TextSource
+from sweetspot.pairs.pool import TextSource
 
 
 class SyntheticTexts(TextSource):

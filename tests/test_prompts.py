@@ -116,3 +116,11 @@ def test_write_prompts_once(tmp_path):
     write_prompts(other, stage, overwrite=True)
     assert read_prompts(stage).num_rows == 1
     assert not [p for p in stage.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_errors_name_the_jsonl_line_past_blank_lines(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "a"}\n\n{"prompt": 5}\n')
+    with pytest.raises(InputError) as e:
+        load_prompts(path)
+    assert e.value.row == 3 and e.value.field == "prompt"

@@ -15,6 +15,9 @@ import pyarrow.parquet as pq
 from sweetspot.errors import InputError
 
 TABLE_SUFFIXES = (".parquet", ".jsonl", ".json")
+# A chat message and a conversation, as stored in every table (prompts, pairs).
+MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
+MESSAGES_TYPE = pa.list_(MESSAGE_TYPE)
 
 
 @contextmanager

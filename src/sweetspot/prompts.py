@@ -12,13 +12,12 @@ import pyarrow.parquet as pq
 
 from sweetspot.errors import InputError
 from sweetspot.ids import prompt_id, to_messages
-from sweetspot.io import read_jsonl_rows, read_table_file, write_table
+from sweetspot.io import MESSAGES_TYPE, read_jsonl_rows, read_table_file, write_table
 
 PROMPTS_FILE = "prompts.parquet"
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 # Tried in order when no field is given.
 DEFAULT_FIELDS = ("messages", "prompt", "instruction", "question", "chosen")
-MESSAGES_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 META_DUPLICATES = b"sweetspot.duplicates_removed"
 META_SOURCE_ROWS = b"sweetspot.source_rows"
 
@@ -40,7 +39,7 @@ def load_prompts(
     first kept; then the rows are shuffled with ``shuffle_seed`` (if given) and cut to ``limit``.
     The number of duplicates removed is in the schema metadata (see ``prompt_stats``).
     """
-    rows, where = _read_source(source, split)
+    rows, lines, where = _read_source(source, split)
     if not rows:
         raise InputError("holds no prompts", file=where)
     field = _choose_field(rows[0], field, where)
@@ -49,7 +48,7 @@ def load_prompts(
     source_rows: list[int] = []
     seen: set[str] = set()
     for k, row in enumerate(rows):
-        msgs = _row_messages(row, field, where, k + 1)
+        msgs = _row_messages(row, field, where, lines[k])
         pid = prompt_id(msgs)
         if pid in seen:
             continue
@@ -90,22 +89,21 @@ def prompt_stats(table: pa.Table) -> dict[str, int]:
     }
 
 
-def _read_source(source: str | os.PathLike, split: str | None) -> tuple[list[dict], str]:
+def _read_source(source: str | os.PathLike, split: str | None) -> tuple[list[dict], list[int], str]:
+    """The rows, the row number of each as a user would count it (JSONL: the line), and a name."""
     path = Path(source).expanduser()
     if path.is_file():
         if path.suffix not in FILE_SUFFIXES:
             raise InputError("prompt files must be .jsonl or .parquet", file=str(path))
         if path.suffix == ".parquet":
-            return read_table_file(path).to_pylist(), str(path)
-        return _read_jsonl_rows(path), str(path)
+            rows = read_table_file(path).to_pylist()
+            return rows, list(range(1, len(rows) + 1)), str(path)
+        rows, lines, _ = read_jsonl_rows(path, table=False)
+        return rows, lines, str(path)
     if str(source).endswith(FILE_SUFFIXES) and not path.exists():
         raise InputError("no such prompt file", file=str(path))
-    return _load_dataset(str(source), split), f"{source} (split {split or 'train'})"
-
-
-def _read_jsonl_rows(path: Path) -> list[dict]:
-    """JSONL rows as dicts; fields may differ in type between rows (a string or a message list)."""
-    return read_jsonl_rows(path, table=False)[0]
+    rows = _load_dataset(str(source), split)
+    return rows, list(range(1, len(rows) + 1)), f"{source} (split {split or 'train'})"
 
 
 def _load_dataset(name: str, split: str | None) -> list[dict]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sweetspot.io import atomic_path
+from sweetspot.io import write_table
 
 SHARD_PATTERN = re.compile(r"^part-(\d{5,})\.parquet$")
 
@@ -55,10 +55,7 @@ def write_shard(table: pa.Table, directory: str | os.PathLike, i: int) -> Path:
 
 def write_shard_file(table: pa.Table, path: str | os.PathLike) -> Path:
     """Write ``table`` to ``path`` atomically (temp file beside it, then rename)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return path
+    return write_table(table, path, "parquet")
 
 
 def read_shards(directory: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:

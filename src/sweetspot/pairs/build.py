@@ -9,9 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sweetspot.io import MESSAGE_TYPE
 from sweetspot.pairs.context import PoolContext
 from sweetspot.pairs.normality import shapiro_many
-from sweetspot.pairs.pool import MESSAGE_TYPE, Pool
+from sweetspot.pairs.pool import Pool
 from sweetspot.pairs.strategies import SEVEN_POSITIONS, Strategy, parse_selector
 
 # Why a prompt yields no pair, in the order they are checked (the first that applies counts).

@@ -23,11 +23,13 @@ import pyarrow.compute as pc
 
 from sweetspot.errors import InputError
 from sweetspot.ids import prompt_id, to_messages
-from sweetspot.io import list_table_files, read_jsonl_rows, read_table_file
+from sweetspot.io import (
+    MESSAGES_TYPE,
+    list_table_files,
+    read_jsonl_rows,
+    read_table_file,
+)
 from sweetspot.pairs.context import PoolContext
-
-MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
-MESSAGES_TYPE = pa.list_(MESSAGE_TYPE)
 
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "prompt": ("prompt", "instruction"),
