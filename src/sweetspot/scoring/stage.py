@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sweetspot.errors import InputError
+from sweetspot.io import read_table_file
 from sweetspot.progress import progress_bar
 from sweetspot.scoring.backends import cache_key, get_scorer, identify_scorer, scorer_class
 from sweetspot.scoring.cache import RewardCache, text_sha
@@ -64,7 +65,7 @@ def run_scoring(
     n_samples = 0
     for sample_file in sample_files:
         out = scores_dir / sample_file.name
-        keys = _read(sample_file, ["prompt_id", "sample_idx"])
+        keys = read_table_file(sample_file, ["prompt_id", "sample_idx"])
         n_samples += keys.num_rows
         if not _covers(out, keys, model_id):
             todo.append((sample_file, out))
@@ -169,7 +170,7 @@ class _LazyJobs(Sequence):
 def _job_table(sample_file, prompts, cache, key, pending, out) -> pa.Table:
     """The rows of one samples shard with their prompt messages and cached rewards (null: to
     score); records which rows go to the cache once the shard is done."""
-    samples = _read(sample_file, list(SAMPLE_COLUMNS))
+    samples = read_table_file(sample_file, list(SAMPLE_COLUMNS))
     for col in SAMPLE_COLUMNS:
         if col not in samples.column_names:
             raise InputError("missing column", file=str(sample_file), field=col)
@@ -251,14 +252,6 @@ def score_table(
     return out.replace_schema_metadata({STATS_KEY: json.dumps(stats).encode()})
 
 
-def _read(path: Path, columns: list[str]) -> pa.Table:
-    try:
-        names = pq.read_schema(path).names
-        return pq.read_table(path, columns=[c for c in columns if c in names])
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(f"cannot read Parquet ({e})", file=str(path)) from None
-
-
 def _rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
@@ -268,7 +261,7 @@ def _covers(out: Path, keys: pa.Table, model_id: str) -> bool:
     ``keys``; an error when it holds another reward model's scores."""
     if not out.exists():
         return False
-    scores = _read(out, ["prompt_id", "sample_idx", "reward_model"])
+    scores = read_table_file(out, ["prompt_id", "sample_idx", "reward_model"])
     models = set(scores.column("reward_model").unique().to_pylist()) if scores.num_rows else set()
     if models - {model_id}:
         raise InputError(
@@ -276,17 +269,9 @@ def _covers(out: Path, keys: pa.Table, model_id: str) -> bool:
             "folder, or delete scores/ to rescore with the new model",
             file=str(out),
         )
-    have = set(
-        zip(
-            scores.column("prompt_id").to_pylist(),
-            scores.column("sample_idx").to_pylist(),
-            strict=True,
-        )
-    )
-    want = zip(
-        keys.column("prompt_id").to_pylist(), keys.column("sample_idx").to_pylist(), strict=True
-    )
-    return all(k in have for k in want)
+    key = ["prompt_id", "sample_idx"]
+    missing = keys.select(key).join(scores.select(key), keys=key, join_type="left anti")
+    return missing.num_rows == 0
 
 
 def _read_prompts(path: Path) -> tuple[dict[str, int], pa.ChunkedArray]:
@@ -295,7 +280,7 @@ def _read_prompts(path: Path) -> tuple[dict[str, int], pa.ChunkedArray]:
         raise InputError(
             "no prompts.parquet: the prompt messages are needed to score", file=str(path)
         )
-    table = _read(path, ["prompt_id", "messages"])
+    table = read_table_file(path, ["prompt_id", "messages"])
     for col in ("prompt_id", "messages"):
         if col not in table.column_names:
             raise InputError("missing column", file=str(path), field=col)
