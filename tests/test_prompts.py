@@ -124,3 +124,18 @@ def test_errors_name_the_jsonl_line_past_blank_lines(tmp_path):
     with pytest.raises(InputError) as e:
         load_prompts(path)
     assert e.value.row == 3 and e.value.field == "prompt"
+
+
+def test_split_selects_rows_of_a_file(tmp_path):
+    path = tmp_path / "p.jsonl"
+    rows = [{"prompt": f"q{i}", "split": "eval" if i % 3 == 0 else "train"} for i in range(9)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    t = load_prompts(path, split="eval")
+    assert [m[0]["content"] for m in t.column("messages").to_pylist()] == ["q0", "q3", "q6"]
+    assert set(t.column("split").to_pylist()) == {"eval"}
+    assert t.column("source_row").to_pylist() == [0, 3, 6]
+    with pytest.raises(InputError, match="no rows with split"):
+        load_prompts(path, split="test")
+    (tmp_path / "plain.jsonl").write_text('{"prompt": "a"}\n')
+    with pytest.raises(InputError, match="no 'split' field"):
+        load_prompts(tmp_path / "plain.jsonl", split="eval")

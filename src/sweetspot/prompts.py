@@ -33,22 +33,26 @@ def load_prompts(
     """Load prompts as a table ``(prompt_id, messages, source_row[, split])``.
 
     ``source`` is a JSONL/Parquet file, or a 🤗 dataset name or local dataset folder read with
-    ``datasets.load_dataset(source, split=split or "train")``. ``field`` names the column holding
+    ``datasets.load_dataset(source, split=split or "train")``. For a file, ``split`` keeps the
+    rows whose ``split`` field has that value. ``field`` names the column holding
     the prompt (a string or a message list); a message list that ends with an assistant turn
     loses that turn (UltraFeedback's ``chosen``). Duplicate prompts (same id) are removed, the
     first kept; then the rows are shuffled with ``shuffle_seed`` (if given) and cut to ``limit``.
     The number of duplicates removed is in the schema metadata (see ``prompt_stats``).
     """
-    rows, lines, where = _read_source(source, split)
+    rows, lines, where, local = _read_source(source, split)
     if not rows:
         raise InputError("holds no prompts", file=where)
+    positions = list(range(len(rows)))  # the 0-based source row of each row
+    if local and split is not None:
+        positions = _select_split(rows, split, where)
     field = _choose_field(rows[0], field, where)
     ids: list[str] = []
     messages: list[list[dict]] = []
     source_rows: list[int] = []
     seen: set[str] = set()
-    for k, row in enumerate(rows):
-        msgs = _row_messages(row, field, where, lines[k])
+    for k in positions:
+        msgs = _row_messages(rows[k], field, where, lines[k])
         pid = prompt_id(msgs)
         if pid in seen:
             continue
@@ -73,8 +77,8 @@ def load_prompts(
     if split is not None:
         cols["split"] = pa.array([split] * len(order), pa.string())
     meta = {
-        META_DUPLICATES: str(len(rows) - len(ids)).encode(),
-        META_SOURCE_ROWS: str(len(rows)).encode(),
+        META_DUPLICATES: str(len(positions) - len(ids)).encode(),
+        META_SOURCE_ROWS: str(len(positions)).encode(),
     }
     return pa.table(cols).replace_schema_metadata(meta)
 
@@ -97,13 +101,27 @@ def _read_source(source: str | os.PathLike, split: str | None) -> tuple[list[dic
             raise InputError("prompt files must be .jsonl or .parquet", file=str(path))
         if path.suffix == ".parquet":
             rows = read_table_file(path).to_pylist()
-            return rows, list(range(1, len(rows) + 1)), str(path)
+            return rows, list(range(1, len(rows) + 1)), str(path), True
         rows, lines, _ = read_jsonl_rows(path, table=False)
-        return rows, lines, str(path)
+        return rows, lines, str(path), True
     if str(source).endswith(FILE_SUFFIXES) and not path.exists():
         raise InputError("no such prompt file", file=str(path))
     rows = _load_dataset(str(source), split)
-    return rows, list(range(1, len(rows) + 1)), f"{source} (split {split or 'train'})"
+    return rows, list(range(1, len(rows) + 1)), f"{source} (split {split or 'train'})", False
+
+
+def _select_split(rows: list[dict], split: str, where: str) -> list[int]:
+    """The positions of the rows of a file whose ``split`` field is ``split``."""
+    if not any("split" in r for r in rows):
+        raise InputError(
+            f"no 'split' field to select {split!r} from (leave the split out to use every row)",
+            file=where,
+            field="split",
+        )
+    keep = [k for k, r in enumerate(rows) if r.get("split") == split]
+    if not keep:
+        raise InputError(f"no rows with split {split!r}", file=where, field="split")
+    return keep
 
 
 def _load_dataset(name: str, split: str | None) -> list[dict]:

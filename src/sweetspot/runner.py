@@ -31,7 +31,6 @@ from sweetspot.config import (
     dump_config,
     load_config,
 )
-from sweetspot.errors import InputError
 from sweetspot.io import write_table, write_text_atomic
 from sweetspot.manifest import Manifest, Stage, StageResult, fingerprint, hash_json, run_stage
 
@@ -122,10 +121,7 @@ class Loop:
         self, source: str, split: str | None, fld: str, limit: int | None, seed: int | None
     ) -> pa.Table:
         path = str(builtin_prompts_path()) if source == BUILTIN_PROMPTS else source
-        table = select_prompts(self.fns.load_prompts, path, split, fld, limit, seed)
-        if table.num_rows == 0:
-            raise InputError(f"no prompts with split {split!r}", file=path, field="split")
-        return table
+        return self.fns.load_prompts(path, split=split, field=fld, limit=limit, shuffle_seed=seed)
 
     def _write_prompts(self, out: Path, source, split, fld, limit, seed=None) -> dict:
         table = self._load_prompts(source, split, fld, limit, seed)
@@ -332,43 +328,6 @@ def _can_grow_samples(old: dict, inputs: dict) -> bool:
     )
 
 
-def select_prompts(
-    load: Callable[..., pa.Table],
-    source: str,
-    split: str | None,
-    fld: str,
-    limit: int | None,
-    seed: int | None,
-) -> pa.Table:
-    """Load prompts; for a local file, ``split`` selects the rows whose ``split`` column has that
-    value (a hub dataset's split is passed to the loader), then ``seed`` shuffles and ``limit``
-    cuts."""
-    path = Path(source)
-    if not path.is_file():
-        return load(source, split=split, field=fld, limit=limit, shuffle_seed=seed)
-    table = load(source, field=fld)
-    if split is not None:
-        splits = _split_column(path)
-        if splits is None:
-            raise InputError(
-                f"no 'split' column to select {split!r} from (set split: null to use every row)",
-                file=str(path),
-                field="split",
-            )
-        rows = table.column("source_row").to_pylist()
-        keep = [splits[r] == split for r in rows]
-        table = table.filter(pa.array(keep))
-        table = table.append_column("split", pa.array([split] * table.num_rows, pa.string()))
-    order = list(range(table.num_rows))
-    if seed is not None:
-        import numpy as np
-
-        order = np.random.default_rng(seed).permutation(table.num_rows).tolist()
-    if limit is not None:
-        order = order[:limit]
-    return table.take(pa.array(order, pa.int64()))
-
-
 def launch_training(
     launcher: list[str], pairs: Path, model: str, out: Path, cfg: dict, ref: str | None
 ) -> dict:
@@ -394,25 +353,6 @@ def launch_training(
             f"training under the launcher failed (exit code {proc.returncode}): {' '.join(cmd)}"
         )
     return json.loads(summary_file.read_text(encoding="utf-8"))
-
-
-def _split_column(path: Path) -> list | None:
-    """The ``split`` value of every row of a prompt file (rows counted as ``load_prompts`` does:
-    blank JSONL lines skipped), or None if the file has no such column."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        if "split" not in pq.read_schema(path).names:
-            return None
-        return pq.read_table(path, columns=["split"]).column("split").to_pylist()
-    import json
-
-    values = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                values.append(json.loads(line).get("split"))
-    return values if any(v is not None for v in values) else None
 
 
 def _run_one(stage: Stage, manifest: Manifest, console: Console, label: str) -> StageResult:

@@ -37,7 +37,11 @@ def sample(
     chat_template: str | None = typer.Option(
         None, "--chat-template", help="Jinja chat template (file or text) instead of the policy's."
     ),
-    split: str | None = typer.Option(None, "--split", help="Dataset split (default train)."),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="A 🤗 dataset's split (default train), or for a file the rows whose split field is it.",
+    ),
     field: str | None = typer.Option(
         None,
         "--field",
