@@ -40,7 +40,7 @@ def sample(
     split: str | None = typer.Option(
         None,
         "--split",
-        help="A 🤗 dataset's split (default train), or for a file the rows whose split field is it.",
+        help="A 🤗 dataset's split (default train); for a file, rows whose split field is it.",
     ),
     field: str | None = typer.Option(
         None,
