@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from sweetspot.manifest import Manifest, Stage, fingerprint, run_stage
+from sweetspot.fingerprint import fingerprint
+from sweetspot.manifest import Manifest, Stage, run_stage
 
 
 class FakeRun:

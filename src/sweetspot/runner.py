@@ -31,8 +31,9 @@ from sweetspot.config import (
     dump_config,
     load_config,
 )
+from sweetspot.fingerprint import fingerprint, hash_json
 from sweetspot.io import write_table, write_text_atomic
-from sweetspot.manifest import Manifest, Stage, StageResult, fingerprint, hash_json, run_stage
+from sweetspot.manifest import Manifest, Stage, StageResult, run_stage
 
 STAGE_NAMES = ("prompts", "sample", "score", "pair", "train", "evaluate")
 

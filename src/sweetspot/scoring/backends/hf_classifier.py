@@ -14,7 +14,6 @@ every real token keeps its position and a score does not depend on the batch it 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,9 @@ import numpy as np
 
 from sweetspot.devices import resolve_device, resolve_dtype
 from sweetspot.errors import InputError
+from sweetspot.fingerprint import fingerprint
 from sweetspot.scoring.backends.base import Messages, Scorer, register_scorer
 from sweetspot.scoring.batching import MIN_FILL, BatchStats, score_in_batches
-
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-_HASH_LIMIT = 64 * 2**20  # weight files up to this size are hashed; larger ones by size and mtime
 
 
 def _trust_message(model: str) -> str:
@@ -38,22 +35,10 @@ def _trust_message(model: str) -> str:
 
 
 def local_revision(folder: Path) -> str:
-    """A fingerprint of a local model folder: its config, tokenizer files and weights.
-
-    Small files are hashed; weight files above 64 MiB count by name, size and mtime (hashing
-    16 GB of weights on every run would cost more than scoring a shard).
-    """
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if not p.is_file() or p.name.startswith("."):
-            continue
-        st = p.stat()
-        h.update(str(p.relative_to(folder)).encode())
-        if p.suffix in _WEIGHT_SUFFIXES and st.st_size > _HASH_LIMIT:
-            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-        else:
-            h.update(p.read_bytes())
-    return "local-" + h.hexdigest()[:16]
+    """A fingerprint of a local model folder: its config, tokenizer files and weights (weight
+    files above 64 MiB count by size and mtime: hashing 16 GB on every run would cost more
+    than scoring a shard)."""
+    return "local-" + fingerprint([folder], root=folder)
 
 
 @register_scorer("hf-classifier")
