@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -13,6 +12,7 @@ from typing import Any
 
 from sweetspot.errors import ConfigError, InputError
 from sweetspot.io import write_json_atomic
+from sweetspot.manifest import library_versions
 from sweetspot.training.config import TrainConfig
 from sweetspot.training.data import load_pair_rows
 from sweetspot.training.policy import is_adapter_dir, load_policy, load_tokenizer, model_ref
@@ -131,16 +131,6 @@ def _dpo_args(cfg: TrainConfig, precision: str, tmp: Path, on_cpu: bool):
         model_init_kwargs={"dtype": dtype},
         trust_remote_code=cfg.trust_remote_code,
     )
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("sweetspot", "trl", "transformers", "peft", "torch", "accelerate"):
-        with contextlib.suppress(md.PackageNotFoundError):
-            out[pkg] = md.version(pkg)
-    return out
 
 
 def train_dpo(
@@ -298,7 +288,7 @@ def train_dpo(
         "global_batch": cfg.per_device_train_batch_size
         * cfg.gradient_accumulation_steps
         * args.world_size,
-        "versions": _versions(),
+        "versions": library_versions(),
     }
     if not log_path.exists():
         log_path.touch()
