@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from sweetspot.pairs.build import blom_expected_min_z
+
 POSITIONS = ("min", "μ−2σ", "μ−σ", "μ", "μ+σ", "μ+2σ", "max")
 _POS_COLORS = ("#7f0000", "#d62728", "#ff9896", "#555555", "#98df8a", "#2ca02c", "#00441b")
 CHOSEN_COLOR = "#2ca02c"
@@ -27,15 +29,6 @@ def MaxNLocator(**kw):  # noqa: N802 - matplotlib's class, imported lazily
     from matplotlib.ticker import MaxNLocator as _Locator
 
     return _Locator(**kw)
-
-
-def blom_expected_min_z(m: int | np.ndarray) -> np.ndarray:
-    """Expected z of the minimum of ``m`` standard normal draws, by Blom's approximation:
-    Φ⁻¹((1 − 0.375) / (m + 0.25)) (negative: the minimum lies below the mean)."""
-    from scipy.special import ndtri  # Φ⁻¹; lighter to import than scipy.stats
-
-    m = np.asarray(m, dtype=np.float64)
-    return ndtri((1 - 0.375) / (m + 0.25))
 
 
 def position_values(rewards: np.ndarray, ddof: float = 0) -> list[float]:
