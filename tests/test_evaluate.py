@@ -21,17 +21,6 @@ INSTRUCTIONS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread; on shared cores two threads spin-wait (100x)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def prompts_file(tmp_path):
     msgs = [[{"role": "user", "content": t}] for t in INSTRUCTIONS]

@@ -32,17 +32,6 @@ def test_sample_seed_is_a_pure_function():
     assert all(0 <= s < 2**63 for s in seeds)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    # Tiny models run fastest on one thread, and CI shares its two cores with other jobs.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def hf_gen(tiny_lm_dir):
     return get_generator("hf", model=str(tiny_lm_dir), device="cpu", max_new_tokens=10)

@@ -20,17 +20,6 @@ from sweetspot.shards import done_shards, read_shards
 WORDS = ["sea", "sky", "fox", "dog", "poem", "search", "health", "France", "pair", "numbers"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    # Tiny models run fastest on one thread, and CI shares its two cores with other jobs.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _prompt_file(tmp_path, k):
     f = tmp_path / "prompts.jsonl"
     rows = [

@@ -14,17 +14,6 @@ from sweetspot.training import PRESETS, TrainConfig, make_train_config, train_dp
 from sweetspot.training.data import load_pair_rows
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread; on shared cores two threads spin-wait (100x)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _pair_rows(n: int = 4) -> list[dict]:
     rows = []
     for i in range(n):
