@@ -40,3 +40,18 @@ def tiny_rm_dir(tmp_path_factory):
     from sweetspot.tiny import make_tiny_reward_model
 
     return make_tiny_reward_model(tmp_path_factory.mktemp("tiny-rm"))
+
+
+@pytest.fixture(scope="session")
+def sweetspot_bin():
+    """The installed ``sweetspot`` console script of this environment (what a user runs)."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    path = Path(sys.executable).parent / "sweetspot"
+    if not path.exists():
+        found = shutil.which("sweetspot")
+        assert found, "the sweetspot console script is not installed (pip install -e .)"
+        path = Path(found)
+    return str(path)

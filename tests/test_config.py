@@ -25,7 +25,7 @@ def test_minimal_config_has_documented_defaults(tmp_path):
     assert cfg.rounds == 1
     assert cfg.reference == "initial"
     assert cfg.prompts.source == "builtin"
-    assert cfg.prompts.split == "train" and cfg.prompts.eval.split == "eval"
+    assert cfg.prompts.split is None and cfg.prompts.eval.split == "eval"  # builtin: train rows
     assert cfg.pairs.train_on == "sweet-spot"
     assert cfg.evaluation is None
     assert cfg.sampling.sample_config("m").model == "m"
@@ -168,7 +168,7 @@ def test_cli_run_with_bad_config_exits_2_naming_the_key(tmp_path, monkeypatch, c
     from sweetspot.cli import main
 
     p = write(tmp_path, MINIMAL + "scoring:\n  rewrd: x\n")
-    monkeypatch.setattr("sys.argv", ["sweetspot", "run", str(p), "--out", str(tmp_path / "r")])
+    monkeypatch.setattr("sys.argv", ["sweetspot", "run", str(p), "--output", str(tmp_path / "r")])
     with pytest.raises(SystemExit) as e:
         main()
     assert e.value.code == 2

@@ -139,8 +139,8 @@ def _run_cli(monkeypatch, *args: str) -> int:
 
 def test_cli_evaluate(monkeypatch, tiny_lm_dir, prompts_file, judge_spec, tmp_path, capsys):
     base = ["evaluate", "--policy", str(tiny_lm_dir), "--prompts", str(prompts_file)]
-    base += ["--out", str(tmp_path), "--max-new-tokens", "8", "--split", "eval"]
-    judge = ["--judge", "function", "--judge-options", json.dumps({"function": judge_spec})]
+    base += ["--output", str(tmp_path), "--max-new-tokens", "8", "--split", "eval"]
+    judge = ["--judge", "function", "--judge-option", f"function={judge_spec}"]
     code = _run_cli(
         monkeypatch, *base, *judge, "--baseline", str(tiny_lm_dir), "--alpaca-eval-export"
     )
@@ -154,4 +154,4 @@ def test_cli_evaluate(monkeypatch, tiny_lm_dir, prompts_file, judge_spec, tmp_pa
     missing = str(tmp_path / "missing.jsonl")
     assert _run_cli(monkeypatch, *base, *judge, "--baseline", missing) == 2
     assert _run_cli(monkeypatch, *base, *judge, "--baseline", "x", "--top-p", "2") == 2
-    assert _run_cli(monkeypatch, *base, *judge, "--baseline", "x", "--judge-options", "[1]") == 2
+    assert _run_cli(monkeypatch, *base, *judge, "--baseline", "x", "--judge-option", "[1]") == 2

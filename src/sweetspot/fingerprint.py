@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,39 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def fingerprint(paths: Iterable[Path], root: Path | None = None) -> str | None:
-    """A hash of the files at ``paths`` (files or folders, recursively); None if none exists.
+FileRecord = list  # [size in bytes, mtime in ns, digest]
 
-    Hidden files (``.tmp-*`` left by a killed writer, ``.cache``) are ignored.
+
+def _files(p: Path) -> list[tuple[Path, Path]]:
+    """(file, its path relative to ``p``) under ``p``, hidden files and folders left out."""
+    if p.is_file():
+        return [(p, Path(p.name))]
+    out = []
+    for f in sorted(p.rglob("*")):
+        rel = f.relative_to(p)
+        if not any(part.startswith(".") for part in rel.parts) and f.is_file():
+            out.append((f, rel))
+    return out
+
+
+def fingerprint_files(
+    paths: Iterable[Path],
+    root: Path | None = None,
+    known: dict[str, FileRecord] | None = None,
+    recorded: Callable[[Path, int], str | None] | None = None,
+) -> tuple[str | None, dict[str, FileRecord]]:
+    """A hash of the files at ``paths`` (files or folders, recursively; None if none exists), and
+    the record of every file (size, modification time, digest).
+
+    A file whose size and modification time equal its entry in ``known`` (the records of an
+    earlier call) is not read again: its recorded digest is used, so checking a finished run
+    costs one ``stat`` per file. ``recorded(file, size)`` may supply a digest recorded when the
+    file was written (a shard's completion record). Hidden files (``.tmp-*`` left by a killed
+    writer, ``.done/`` records) are ignored.
     """
+    known = known or {}
     entries: list[tuple[str, str]] = []
+    records: dict[str, FileRecord] = {}
     found = False
     for p in paths:
         p = Path(p)
@@ -43,15 +70,27 @@ def fingerprint(paths: Iterable[Path], root: Path | None = None) -> str | None:
             entries.append((_rel(p, root), "missing"))
             continue
         found = True
-        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
-        for f in files:
-            rel = f.relative_to(p) if f != p else Path(f.name)
-            if any(part.startswith(".") for part in rel.parts):
-                continue
-            entries.append((_rel(f, root), _file_digest(f)))
+        for f, _ in _files(p):
+            rel = _rel(f, root)
+            st = f.stat()
+            old = known.get(rel)
+            if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns:
+                digest = old[2]
+            else:
+                digest = (recorded(f, st.st_size) if recorded else None) or _file_digest(f)
+            records[rel] = [st.st_size, st.st_mtime_ns, digest]
+            entries.append((rel, digest))
     if not found:
-        return None
-    return hash_json(entries)
+        return None, records
+    return hash_json(entries), records
+
+
+def fingerprint(paths: Iterable[Path], root: Path | None = None) -> str | None:
+    """A hash of the files at ``paths`` (files or folders, recursively); None if none exists.
+
+    Hidden files (``.tmp-*`` left by a killed writer, ``.cache``) are ignored.
+    """
+    return fingerprint_files(paths, root)[0]
 
 
 def _rel(p: Path, root: Path | None) -> str:

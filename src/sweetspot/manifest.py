@@ -1,30 +1,48 @@
-"""The run manifest and stage-level resume.
+"""The run manifest and stage-level resume: what ran, with what, and what it wrote.
 
-A run is a sequence of named stages (``prompts``, ``round-0/sample``, ...). Each finished stage is
-recorded in ``RUN_DIR/manifest.json`` with a *key*: a hash of its settings, of the fingerprints
-of the outputs of the stages it reads, and of any outside inputs (a local prompt file, a local
-model folder). On a rerun a stage is skipped when its key is unchanged and its outputs are still
-there as they were; otherwise it runs again, and since its output fingerprint feeds the keys of
-the stages after it, those rerun too when its output changed.
+A run is a sequence of named stages (``prompts``, ``round-0/sample``, ...). Each is recorded in
+``RUN_DIR/manifest.json`` with
+
+- its *key*: the values of the config fields that define its output (``StageSpec.key``;
+  execution settings such as batch size, device, executor or workers are not in it);
+- the stages it reads (their *epoch*, which changes only when their outputs are replaced, and
+  the digest of their outputs) and its outside inputs (a prompt file, a model folder);
+- the digest of its outputs, with each file's size, modification time and digest, so a rerun
+  checks a record with one ``stat`` per file instead of reading the files again.
+
+On a rerun a stage is skipped when all of that is unchanged. Otherwise:
+
+- its own output-defining settings or outside inputs changed: the run stops and names them
+  (:class:`StageChanged`); with ``force`` the old outputs are moved aside (``superseded/``) and
+  the stage runs afresh;
+- a growable setting grew (more samples per prompt), it was interrupted, or a stage it reads grew
+  or was resumed: a resumable stage continues in place, keeping every finished shard;
+- a stage it reads was redone, or it was interrupted and cannot resume: its old outputs are moved
+  aside (the run says where) and it runs again;
+- its outputs were modified by hand: the run stops (``force`` moves them aside).
+
+Nothing finished is ever deleted.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sweetspot.fingerprint import fingerprint, hash_json
+from sweetspot.aside import move_aside
+from sweetspot.errors import InputError
+from sweetspot.fingerprint import fingerprint_files
 from sweetspot.io import write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 LIBRARIES = (
     "sweetspot",
     "torch",
@@ -56,16 +74,31 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+class StageChanged(InputError):
+    """A finished stage's output-defining settings or inputs changed: redoing it would replace
+    its outputs, which needs ``--force``."""
+
+
 class Manifest:
     """``RUN_DIR/manifest.json``: one entry per stage, written atomically after every change."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / MANIFEST_NAME
+        data: dict[str, Any] = {}
         if self.path.exists():
-            self.data = json.loads(self.path.read_text(encoding="utf-8"))
-        else:
-            self.data = {"version": MANIFEST_VERSION, "created": _now(), "stages": {}}
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as e:
+                raise InputError(f"unreadable run manifest ({e})", file=str(self.path)) from None
+        if data.get("version") != MANIFEST_VERSION:
+            # an older manifest records no keys: its stages count as unrecorded (resumable
+            # stages resume, others move their outputs aside before running again)
+            old = data.get("stages") if isinstance(data.get("stages"), dict) else {}
+            data = {"version": MANIFEST_VERSION, "created": data.get("created", _now())}
+            data["stages"] = {}
+            data["older_manifest_stages"] = sorted(old)
+        self.data = data
         self.data.setdefault("stages", {})
 
     @property
@@ -83,21 +116,21 @@ class Manifest:
 
 @dataclass
 class Stage:
-    """One step of a run: what it reads, what it writes, and the function that does it."""
+    """One step of a run: its key, what it reads, what it writes, and the function that does it."""
 
     name: str
     fn: Callable[[], dict]
     outputs: list[Path]
-    settings: Any = None
+    key: dict[str, Any] = field(default_factory=dict)
+    """Values of the settings that define the output (``StageSpec.key`` plus loop settings)."""
     upstream: list[str] = field(default_factory=list)
     external: dict[str, str | None] = field(default_factory=dict)
     resumable: bool = False
-    """Outputs of an interrupted attempt with the same key are kept (the stage resumes shards)."""
-    meta: dict = field(default_factory=dict)
-    """Recorded in the manifest entry, for ``can_grow`` of a later run."""
-    can_grow: Callable[[dict, dict], bool] | None = None
-    """``can_grow(old_entry, new_inputs)`` (new inputs with this stage's ``meta``): a resumable
-    stage whose key changed may still keep its outputs and grow them (more samples per prompt)."""
+    """An interrupted or extended stage continues in place (shards), keeping what it finished."""
+    growable: tuple[str, ...] = ()
+    """Key fields whose growth extends the outputs in place (a larger ``n``)."""
+    recorded: Callable[[Path, int], str | None] | None = None
+    """Digest of an output file recorded when it was written (shard completion records)."""
 
 
 @dataclass
@@ -107,89 +140,148 @@ class StageResult:
     seconds: float
     summary: dict
     reason: str = ""
+    moved_to: Path | None = None
 
 
-def stage_key(stage: Stage, manifest: Manifest) -> tuple[str, dict]:
-    """The key of ``stage`` from its settings, its upstream outputs and its outside inputs."""
-    upstream = {}
+def _upstream_refs(stage: Stage, manifest: Manifest) -> dict[str, dict | None]:
+    refs: dict[str, dict | None] = {}
     for name in stage.upstream:
-        entry = manifest.get(name)
-        upstream[name] = entry.get("outputs") if entry and entry.get("status") == "done" else None
-    inputs = {
-        "settings": hash_json(stage.settings),
-        "upstream": upstream,
-        "external": dict(stage.external),
-    }
-    return hash_json({"stage": stage.name, **inputs}), inputs
+        e = manifest.get(name)
+        refs[name] = (
+            {"epoch": e.get("epoch"), "outputs": e.get("outputs")}
+            if e and e.get("status") == "done"
+            else None
+        )
+    return refs
 
 
-def _clear(paths: Iterable[Path]) -> None:
-    for p in paths:
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
+def _changed_fields(old: dict, new: dict, growable: tuple[str, ...]) -> tuple[list[str], list]:
+    """(key fields changed, growable fields that grew)."""
+    changed, grew = [], []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        numbers = isinstance(a, (int, float)) and isinstance(b, (int, float))
+        if k in growable and numbers and b > a:
+            grew.append(k)
+        else:
+            changed.append(k)
+    return changed, grew
+
+
+def _show(v: Any) -> str:
+    text = json.dumps(v, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def run_stage(stage: Stage, manifest: Manifest, force: bool = False) -> StageResult:
-    """Run ``stage`` unless the manifest shows it done with the same key and intact outputs."""
-    key, inputs = stage_key(stage, manifest)
+    """Run ``stage`` unless the manifest shows it done with the same key, inputs and outputs."""
+    upstream = _upstream_refs(stage, manifest)
     entry = manifest.get(stage.name)
-    outputs_fp = fingerprint(stage.outputs, manifest.run_dir)
-    unchanged = (
-        entry is not None
-        and not force
-        and entry.get("status") == "done"
-        and entry.get("key") == key
-        and outputs_fp is not None
-        and outputs_fp == entry.get("outputs")
-    )
-    if unchanged:
-        return StageResult(stage.name, "skipped", 0.0, entry.get("summary", {}), "unchanged")
-    reason = _why(entry, key, outputs_fp, force)
-    keep = entry is not None and entry.get("key") == key
-    if entry is not None and not keep and stage.can_grow is not None:
-        keep = stage.can_grow(entry, {**inputs, "meta": stage.meta})
-        if keep:
-            reason = "settings changed; growing the existing outputs"
-    if not (stage.resumable and keep and not force):
-        _clear(stage.outputs)
+    known = (entry or {}).get("files") or {}
+    out_fp, _ = fingerprint_files(stage.outputs, manifest.run_dir, known, stage.recorded)
+    label = stage.name.replace("/", "-")
+
+    def aside(why: str) -> Path | None:
+        return move_aside(stage.outputs, manifest.run_dir, f"{label}-{why}")
+
+    epoch = (entry or {}).get("epoch")
+    moved: Path | None = None
+    reason: str
+    if entry is None:
+        reason = "new"
+        if out_fp is not None and not stage.resumable:
+            moved, reason = aside("unrecorded"), "new (unrecorded outputs moved aside)"
+        elif out_fp is not None:
+            reason = "resumed (outputs found without a record)"
+        epoch = None
+    else:
+        changed, grew = _changed_fields(entry.get("key") or {}, stage.key, stage.growable)
+        ext_old = entry.get("external") or {}
+        ext_changed = [k for k in sorted(set(ext_old) | set(stage.external))
+                       if ext_old.get(k) != stage.external.get(k)]  # fmt: skip
+        up_old = entry.get("upstream") or {}
+
+        def ref(refs: dict, n: str, what: str) -> Any:
+            return (refs.get(n) or {}).get(what)
+
+        # an upstream stage rebuilt to identical outputs changes nothing here
+        up_changed = [
+            n for n in stage.upstream if ref(up_old, n, "outputs") != ref(upstream, n, "outputs")
+        ]
+        up_replaced = [
+            n for n in up_changed if ref(up_old, n, "epoch") != ref(upstream, n, "epoch")
+        ]
+        done = entry.get("status") == "done"
+        if (
+            done
+            and not (changed or grew or ext_changed or up_changed)
+            and (out_fp is not None and out_fp == entry.get("outputs"))
+        ):
+            return StageResult(stage.name, "skipped", 0.0, entry.get("summary", {}), "unchanged")
+        if changed or ext_changed:
+            what = [f"{k}: {_show((entry.get('key') or {}).get(k))} -> {_show(stage.key.get(k))}"
+                    for k in changed]  # fmt: skip
+            what += [f"{k} (outside input) changed" for k in ext_changed]
+            if not force:
+                raise StageChanged(
+                    f"stage {stage.name} was made with other settings ({'; '.join(what)}). "
+                    "Keep them to reuse its outputs, use another run folder, or rerun with "
+                    "--force to move the old outputs aside (into superseded/) and redo it",
+                    file=str(manifest.path),
+                )
+            moved, reason, epoch = aside("forced"), "settings changed (--force)", None
+        elif up_replaced or (up_changed and not stage.resumable):
+            moved = aside("upstream-changed")
+            reason, epoch = f"{', '.join(up_changed)} changed", None
+        elif not done:
+            if stage.resumable:
+                reason = "resumed (interrupted before)"
+            else:
+                moved, reason, epoch = aside("interrupted"), "interrupted before: redone", None
+        elif grew or up_changed:
+            reason = (
+                f"{', '.join(grew)} grew: extending the outputs"
+                if grew
+                else f"{', '.join(up_changed)} grew: extending the outputs"
+            )
+        elif out_fp is None or stage.resumable:
+            reason = "outputs missing: redone" if out_fp is None else "outputs incomplete: resumed"
+            if out_fp is None:
+                epoch = None
+        else:
+            if not force:
+                raise StageChanged(
+                    f"the outputs of stage {stage.name} were modified since it wrote them "
+                    f"({', '.join(str(p) for p in stage.outputs)}); rerun with --force to move "
+                    "them aside (into superseded/) and redo the stage",
+                    file=str(manifest.path),
+                )
+            moved, reason, epoch = aside("modified"), "outputs modified (--force)", None
+    if moved is not None:
+        reason += f"; old outputs moved to {moved}"
     for p in stage.outputs:
         # a stage's outputs live in folders that may not exist yet on a fresh run
         p.parent.mkdir(parents=True, exist_ok=True)
-    manifest.stages[stage.name] = {
-        "status": "running",
-        "key": key,
-        "inputs": inputs,
-        "meta": stage.meta,
-        "started": _now(),
-    }
+    epoch = epoch or uuid.uuid4().hex[:12]
+    base = {"key": stage.key, "upstream": upstream, "external": dict(stage.external)}
+    manifest.stages[stage.name] = {"status": "running", "epoch": epoch, **base, "started": _now()}
     manifest.save()
     t0 = time.perf_counter()
     summary = stage.fn() or {}
     seconds = time.perf_counter() - t0
+    out_fp, files = fingerprint_files(stage.outputs, manifest.run_dir, known, stage.recorded)
     manifest.stages[stage.name] = {
         "status": "done",
-        "key": key,
-        "inputs": inputs,
-        "meta": stage.meta,
-        "outputs": fingerprint(stage.outputs, manifest.run_dir),
+        "epoch": epoch,
+        **base,
+        "outputs": out_fp,
+        "files": files,
         "started": manifest.stages[stage.name]["started"],
         "finished": _now(),
         "seconds": round(seconds, 3),
         "summary": summary,
     }
     manifest.save()
-    return StageResult(stage.name, "ran", seconds, summary, reason)
-
-
-def _why(entry: dict | None, key: str, outputs_fp: str | None, force: bool) -> str:
-    if force:
-        return "forced"
-    if entry is None:
-        return "new"
-    if entry.get("status") != "done":
-        return "resumed (interrupted before)" if entry.get("key") == key else "inputs changed"
-    if entry.get("key") != key:
-        return "inputs or settings changed"
-    return "outputs missing or modified"
+    return StageResult(stage.name, "ran", seconds, summary, reason, moved)

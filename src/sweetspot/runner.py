@@ -23,17 +23,19 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
+from sweetspot import stages as specs
 from sweetspot.config import (
     BUILTIN_PROMPTS,
-    BUILTIN_SMOLLM2,
     RunConfig,
     builtin_prompts_path,
     dump_config,
     load_config,
+    resolve_prompt_source,
 )
-from sweetspot.fingerprint import fingerprint, hash_json
+from sweetspot.fingerprint import fingerprint
 from sweetspot.io import write_table, write_text_atomic
 from sweetspot.manifest import Manifest, Stage, StageResult, run_stage
+from sweetspot.models import resolve_model
 
 STAGE_NAMES = ("prompts", "sample", "score", "pair", "train", "evaluate")
 
@@ -84,15 +86,6 @@ class RunResult:
         return [s.name for s in self.stages if s.status == "skipped"]
 
 
-def resolve_model(model: str) -> str:
-    """A model reference the stages can load: the built-in SmolLM2 becomes its cached folder."""
-    if model == BUILTIN_SMOLLM2:
-        from sweetspot.smollm import smollm2_path
-
-        return str(smollm2_path())
-    return model
-
-
 def _source_ref(source: str) -> str | None:
     """A fingerprint of a local prompt source, or the hub id itself."""
     if source == BUILTIN_PROMPTS:
@@ -109,19 +102,30 @@ def _model_ref(model: str) -> str | None:
 class Loop:
     """Builds the stages of a run from its config and runs them in order."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, fns: StageFns, console: Console) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: Path,
+        fns: StageFns,
+        console: Console,
+        *,
+        force: bool = False,
+        progress: bool = True,
+    ) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
         self.fns = fns
         self.console = console
+        self.force = force
+        self.progress = progress
         self.policy0 = resolve_model(cfg.policy.model)
 
     # -- stage bodies ------------------------------------------------------------------------
 
     def _load_prompts(
-        self, source: str, split: str | None, fld: str, limit: int | None, seed: int | None
+        self, source: str, split: str | None, fld: str | None, limit: int | None, seed: int | None
     ) -> pa.Table:
-        path = str(builtin_prompts_path()) if source == BUILTIN_PROMPTS else source
+        path, split = resolve_prompt_source(source, split)
         return self.fns.load_prompts(path, split=split, field=fld, limit=limit, shuffle_seed=seed)
 
     def _write_prompts(self, out: Path, source, split, fld, limit, seed=None) -> dict:
@@ -138,7 +142,7 @@ class Loop:
 
     def pairs_file(self, t: int) -> Path:
         pc = self.cfg.pairs
-        return self.round_dir(t) / "pairs" / f"{pc.train_on}.{pc.format}"
+        return specs.PAIR.path(self.round_dir(t), "pairs", strategy=pc.train_on, format=pc.format)
 
     def _sample(self, t: int) -> dict:
         return self.fns.sample(self.round_dir(t), self.cfg.sampling.sample_config(self.policy(t)))
@@ -187,13 +191,14 @@ class Loop:
     # -- the plan ------------------------------------------------------------------------------
 
     def stages(self) -> list[Stage]:
-        """Every stage of the run, in order, with what each reads and writes."""
+        """Every stage of the run, in order, keyed by its declaration (``sweetspot.stages``)."""
         cfg = self.cfg
         p = cfg.prompts
         out: list[Stage] = []
         ev_source = p.eval.source or p.source
         ev_field = p.eval.field or p.field
         if cfg.evaluation is not None:
+            ev_key = {"source": ev_source, "split": p.eval.split, "field": ev_field}
             out.append(
                 Stage(
                     name="eval-prompts",
@@ -205,16 +210,19 @@ class Loop:
                         p.eval.limit,
                     ),
                     outputs=[self.run_dir / "eval_prompts.parquet"],
-                    settings={
-                        "source": ev_source,
-                        "split": p.eval.split,
-                        "field": ev_field,
-                        "limit": p.eval.limit,
-                    },
+                    key={**ev_key, "limit": p.eval.limit},
                     external={"source": _source_ref(ev_source)},
                 )
             )
-        train_settings = p.model_dump(exclude={"eval"})
+        prompts_key = specs.PROMPTS.key(p)
+        prompts_key.pop("eval", None)
+        sample_key = specs.SAMPLE.key(cfg.sampling)
+        sample_key.pop("model", None)  # the policy: round 0's outside input, then upstream train
+        train_key = {
+            **specs.TRAIN.key(cfg.training),
+            "train_on": cfg.pairs.train_on,
+            "reference": cfg.reference,
+        }
         for t in range(cfg.rounds):
             rd = self.round_dir(t)
             r = f"round-{t}"
@@ -224,55 +232,52 @@ class Loop:
                 Stage(
                     name=f"{r}/prompts",
                     fn=lambda rd=rd: self._write_prompts(
-                        rd / "prompts.parquet",
+                        specs.PROMPTS.path(rd, "prompts"),
                         p.source,
                         p.split,
                         p.field,
                         p.limit,
                         p.shuffle_seed,
                     ),
-                    outputs=[rd / "prompts.parquet"],
-                    settings=train_settings,
+                    outputs=specs.PROMPTS.root_paths(rd),
+                    key=prompts_key,
                     external={"source": _source_ref(p.source)},
                 )
-            )
-            plan = hash_json(
-                cfg.sampling.model_dump(mode="json", exclude={"model", "progress", "n"})
             )
             out.append(
                 Stage(
                     name=f"{r}/sample",
-                    meta={"plan": plan, "n": cfg.sampling.n},
-                    can_grow=_can_grow_samples,
                     fn=lambda t=t: self._sample(t),
-                    # sampling.json is the stage's shard plan: it goes with the shards
-                    outputs=[rd / "samples", rd / "sampling.json"],
-                    settings=cfg.sampling.model_dump(mode="json", exclude={"model", "progress"}),
+                    outputs=specs.SAMPLE.root_paths(rd),
+                    key=sample_key,
                     upstream=[f"{r}/prompts", *prev_train],
                     external=policy_ext,
-                    resumable=True,
+                    resumable=specs.SAMPLE.resumable,
+                    growable=specs.SAMPLE.growable,
+                    recorded=shard_record_digest,
                 )
             )
             score_ext = {}
             if cfg.scoring.reward_model:
-                score_ext["reward_model"] = _model_ref(cfg.scoring.reward_model)
+                score_ext["reward_model"] = _model_ref(resolve_model(cfg.scoring.reward_model))
             out.append(
                 Stage(
                     name=f"{r}/score",
                     fn=lambda t=t: self._score(t),
-                    outputs=[rd / "scores"],
-                    settings=cfg.scoring.model_dump(mode="json"),
+                    outputs=specs.SCORE.root_paths(rd),
+                    key=specs.SCORE.key(cfg.scoring),
                     upstream=[f"{r}/sample"],
                     external=score_ext,
-                    resumable=True,
+                    resumable=specs.SCORE.resumable,
+                    recorded=shard_record_digest,
                 )
             )
             out.append(
                 Stage(
                     name=f"{r}/pair",
                     fn=lambda t=t: self._pair(t),
-                    outputs=[rd / "pairs"],
-                    settings=cfg.pairs.pair_config().model_dump(mode="json"),
+                    outputs=specs.PAIR.root_paths(rd),
+                    key=specs.PAIR.key(cfg.pairs.pair_config()),
                     upstream=[f"{r}/prompts", f"{r}/sample", f"{r}/score"],
                 )
             )
@@ -280,13 +285,8 @@ class Loop:
                 Stage(
                     name=f"{r}/train",
                     fn=lambda t=t: self._train(t),
-                    outputs=[rd / "model"],
-                    settings={
-                        "training": cfg.training.model_dump(mode="json"),
-                        "train_on": cfg.pairs.train_on,
-                        "reference": cfg.reference,
-                        "launcher": cfg.training_launcher,
-                    },
+                    outputs=specs.TRAIN.root_paths(rd),
+                    key=train_key,
                     upstream=[f"{r}/pair", *prev_train],
                     external=policy_ext,
                 )
@@ -296,8 +296,8 @@ class Loop:
                     Stage(
                         name=f"{r}/evaluate",
                         fn=lambda t=t: self._evaluate(t),
-                        outputs=[rd / "eval"],
-                        settings=cfg.evaluation.model_dump(mode="json"),
+                        outputs=specs.EVALUATE.root_paths(rd),
+                        key=specs.EVALUATE.key(cfg.evaluation),
                         upstream=["eval-prompts", f"{r}/train"],
                         external={"baseline": _model_ref(self.policy0)},
                     )
@@ -309,24 +309,19 @@ class Loop:
         result = RunResult(self.run_dir)
         for stage in self.stages():
             label = stage.name.replace("/", " · ")
-            res = _run_one(stage, manifest, self.console, label)
+            res = _run_one(stage, manifest, self.console, label, self.force)
             result.stages.append(res)
         result.rounds = round_rows(manifest, self.cfg.rounds)
         return result
 
 
-def _can_grow_samples(old: dict, inputs: dict) -> bool:
-    """A larger n with every other sampling option and input unchanged keeps the samples: the
-    sample stage then draws only the new indices (n never shrinks in place)."""
-    meta, new_meta = old.get("meta") or {}, inputs.get("meta") or {}
-    prev = old.get("inputs") or {}
-    return (
-        meta.get("plan") is not None
-        and meta.get("plan") == new_meta.get("plan")
-        and int(meta.get("n", 1 << 62)) <= int(new_meta.get("n", 0))
-        and prev.get("upstream") == inputs.get("upstream")
-        and prev.get("external") == inputs.get("external")
-    )
+def shard_record_digest(path: Path, size: int) -> str | None:
+    """The digest a shard's completion record holds for ``path``, if its size still matches."""
+    try:
+        from sweetspot.shards import recorded_digest
+    except ImportError:  # an older shards module without completion records
+        return None
+    return recorded_digest(path, size)
 
 
 def launch_training(
@@ -356,10 +351,12 @@ def launch_training(
     return json.loads(summary_file.read_text(encoding="utf-8"))
 
 
-def _run_one(stage: Stage, manifest: Manifest, console: Console, label: str) -> StageResult:
+def _run_one(
+    stage: Stage, manifest: Manifest, console: Console, label: str, force: bool = False
+) -> StageResult:
     t0 = time.perf_counter()
     console.rule(f"[bold]{label}", align="left", style="cyan")
-    res = run_stage(stage, manifest)
+    res = run_stage(stage, manifest, force=force)
     if res.status == "skipped":
         console.print("  [dim]skipped: finished before with the same inputs and settings[/]")
     else:
@@ -460,14 +457,19 @@ def run(
     *,
     fns: StageFns | None = None,
     console: Console | None = None,
+    force: bool = False,
+    progress: bool = True,
 ) -> RunResult:
-    """Run (or resume) every stage of every round of ``config`` in ``run_dir``."""
+    """Run (or resume) every stage of every round of ``config`` in ``run_dir``.
+
+    A stage whose output-defining settings changed since it finished stops the run
+    (``StageChanged``, naming them) unless ``force``, which moves its old outputs aside."""
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     console = console or Console()
     write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
-    loop = Loop(cfg, run_dir, fns or default_stage_fns(), console)
+    loop = Loop(cfg, run_dir, fns or default_stage_fns(), console, force=force, progress=progress)
     result = loop.run()
     console.print(summary_table(result, cfg.pairs.train_on))
     return result

@@ -8,8 +8,12 @@ import typer
 
 
 def demo(
-    out: Path = typer.Option(
-        Path("sweetspot-demo"), "--out", "-o", help="Run folder (rerun to resume)."
+    output: Path = typer.Option(
+        Path("sweetspot-demo"),
+        "--output",
+        "-o",
+        metavar="DIR",
+        help="Run folder (rerun to resume).",
     ),
     fast: bool = typer.Option(
         False, "--fast", help="A smaller run (fewer prompts, shorter responses, 2 DPO steps)."
@@ -26,4 +30,4 @@ def demo(
 
     from sweetspot.demo import run_demo
 
-    run_demo(out, fast=fast)
+    run_demo(output, fast=fast)

@@ -4,87 +4,69 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
 from rich.console import Console
 from rich.table import Table
 
-from sweetspot.errors import ConfigError, config_error
-
-STRATEGY_HELP = (
-    "CHOSEN:REJECTED, repeatable. Positions: min, max, mu, mu+2sigma, mu-2sigma, mu+sigma, "
-    "mu-1.5sigma, z=-2, q=0.05 (nearest response to the target reward). Rejected only: random, "
-    "min-of-M. Presets: conventional (max:min), sweet-spot (max:mu-2sigma), grid (all 21 pairs of "
-    "the seven positions)."
-)
+from sweetspot.cli_options import option
+from sweetspot.commands import stage_command
+from sweetspot.errors import ConfigError
+from sweetspot.stages import PAIR
 
 
-def pair(
-    input: Path = typer.Option(
-        ...,
-        "--input",
-        "-i",
-        help="Scored pool: JSONL or Parquet file, folder of shards, or a stage folder written by "
-        "`sweetspot sample` + `sweetspot score`. Wide (one row per prompt: prompt, responses, "
-        "rewards) or long (one row per response: prompt or prompt_id, sample_idx, response, "
-        "reward) layout, detected from the columns.",
-    ),
-    strategy: list[str] = typer.Option(["sweet-spot"], "--strategy", "-s", help=STRATEGY_HELP),
-    output: Path = typer.Option(
-        None, "--output", "-o", help="Output folder (default: INPUT/pairs for a stage folder)."
-    ),
-    fmt: str = typer.Option("parquet", "--format", help="parquet or jsonl."),
-    ddof: float = typer.Option(0.0, help="Delta degrees of freedom of sigma (0: population)."),
-    margin: float = typer.Option(
-        0.0, help="Keep a pair only if reward(chosen) - reward(rejected) > MARGIN."
-    ),
-    seed: int = typer.Option(0, help="Seed of the random and min-of-M rules."),
-    exclude_truncated: bool = typer.Option(
-        False, help="Leave out responses cut at the token limit (finish_reason 'length')."
-    ),
-    column: list[str] = typer.Option(
-        [], "--column", help="Map a field to your column name, e.g. --column responses=completions."
-    ),
-    prompts: Path = typer.Option(
-        None, "--prompts", help="Prompt table (prompt_id + messages) for long rows with ids only."
-    ),
-) -> None:
-    """Pick (chosen, rejected) pairs from each prompt's reward distribution (SPEC §2).
+def _body(make_cfg, *, _given: set[str], input: Path, output: Path | None) -> None:
+    from sweetspot.pairs import run_pair
 
-    Writes OUTPUT/<strategy>.parquet (TRL conversational rows + provenance) and
-    OUTPUT/<strategy>.json (counts, drop reasons, diagnostics) for every strategy.
-    """
-    from sweetspot.pairs import PairConfig, run_pair
-
-    columns = {}
-    for item in column:
-        if "=" not in item:
-            raise ConfigError(f"--column expects FIELD=NAME, got {item!r}")
-        k, v = item.split("=", 1)
-        columns[k.strip()] = v.strip()
+    cfg = make_cfg()
     if output is None:
         if input.is_dir() and (input / "samples").is_dir():
             output = input / "pairs"
         else:
-            raise ConfigError("--output is required unless --input is a stage folder")
-    if fmt not in ("parquet", "jsonl"):
-        raise ConfigError(f"--format must be parquet or jsonl, got {fmt!r}")
-    try:
-        cfg = PairConfig(
-            strategies=strategy,
-            ddof=ddof,
-            margin=margin,
-            seed=seed,
-            exclude_truncated=exclude_truncated,
-            format=fmt,
-            columns=columns,
-            prompts=str(prompts) if prompts else None,
-        )
-    except ValueError as e:  # pydantic wraps our ConfigError
-        raise config_error(e) from None
-    console = Console(stderr=True)
-    with console.status(f"building {len(strategy)} strategy spec(s) from {input} ..."):
-        results = run_pair(input, output, cfg)
+            raise ConfigError(
+                "--output is required unless --input is a stage folder", field="--output"
+            )
+    results = run_pair(input, output, cfg)
     print_summary(results, output, Console())
+
+
+pair = stage_command(
+    PAIR,
+    [
+        option(
+            "input",
+            ...,
+            "--input",
+            "-i",
+            annotation=Path,
+            metavar="POOL",
+            help="Scored pool: JSONL or Parquet file, folder of shards, or a stage folder written "
+            "by `sweetspot sample` + `sweetspot score`. Wide (one row per prompt: prompt, "
+            "responses, rewards) or long (one row per response: prompt or prompt_id, sample_idx, "
+            "response, reward) layout, detected from the columns.",
+            show_default=False,
+        ),
+        option(
+            "output",
+            None,
+            "--output",
+            "-o",
+            annotation=Path | None,
+            metavar="DIR",
+            help="Folder it writes (default: INPUT/pairs for a stage folder).",
+            show_default=False,
+        ),
+    ],
+    _body,
+    names={"strategies": ["--strategy", "-s"]},
+    doc="""Pick (chosen, rejected) pairs from each prompt's reward distribution.
+
+Writes OUTPUT/<strategy>.parquet (TRL conversational rows + provenance) and OUTPUT/<strategy>.json
+(counts, drop reasons, diagnostics) for every strategy. Strategies are CHOSEN:REJECTED with
+positions min, max, mu, mu+2sigma, mu-2sigma, mu+sigma, mu-1.5sigma, z=K, q=P (the response
+nearest the target reward) and, rejected only, random and min-of-M; presets conventional
+(max:min), sweet-spot (max:mu-2sigma), grid (all 21 pairs of the seven positions). README.md,
+section "Pair construction", has the rules.
+""",
+)
 
 
 def _fmt(x: float | None, spec: str = ".2f") -> str:
@@ -116,11 +98,20 @@ def print_summary(results: dict[str, dict], output: Path, console: Console) -> N
         f"responses used (dropped: {drops}); mean n {_fmt(pool['n'].get('mean'), '.1f')}; "
         f"response nearest mu-2sigma is the min in "
         f"{_fmt(_pct(pool['share_mu_minus_2sigma_is_min']), '.1f')}% of prompts; "
-        f"normal (Shapiro-Wilk p>0.05) {_fmt(_pct(norm['share_normal']), '.1f')}% of "
-        f"{norm['prompts_tested']} tested; mean skewness {_fmt(pool['mean_skewness'])}",
+        f"{_normality(norm)}; mean skewness {_fmt(pool['mean_skewness'])}",
         highlight=False,
     )
     console.print(f"wrote {len(results)} dataset(s) to {output}", highlight=False)
+
+
+def _normality(norm: dict) -> str:
+    tested = norm.get("prompts_tested") or 0
+    if not tested:
+        return "normality not tested (Shapiro-Wilk needs 3 to 5000 responses with sigma > 0)"
+    return (
+        f"normal (Shapiro-Wilk p>0.05) {_fmt(_pct(norm['share_normal']), '.1f')}% of "
+        f"{tested} tested"
+    )
 
 
 def _pct(x: float | None) -> float | None:

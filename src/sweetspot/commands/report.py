@@ -12,7 +12,9 @@ def report(
     run_dir: Path = typer.Argument(
         ..., help="A run folder written by `sweetspot run` (finished or not).", show_default=False
     ),
-    out: Path = typer.Option(None, "--out", "-o", help="HTML file (default: RUN_DIR/report.html)."),
+    output: Path = typer.Option(
+        None, "--output", "-o", metavar="FILE", help="HTML file (default: RUN_DIR/report.html)."
+    ),
     seed: int = typer.Option(0, help="Seed of the prompts sampled for the reward plots."),
 ) -> None:
     """Write a self-contained HTML report (figures embedded as PNG, no outside assets).
@@ -24,5 +26,5 @@ def report(
     """
     from sweetspot.report import write_report
 
-    path = write_report(run_dir, out, seed=seed)
+    path = write_report(run_dir, output, seed=seed)
     Console().print(f"report: [bold]{path}[/] (open it in a browser)")

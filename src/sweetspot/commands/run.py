@@ -9,37 +9,48 @@ from rich.console import Console
 
 
 def run(
-    config: Path = typer.Argument(
+    config: str = typer.Argument(
         ...,
+        metavar="CONFIG",
         help="Run config YAML: policy, prompts, rounds, sampling, scoring, pairs, training, "
         "evaluation (see examples/ and docs/loop.md).",
         show_default=False,
     ),
-    out: Path = typer.Option(
+    output: Path = typer.Option(
         None,
-        "--out",
+        "--output",
         "-o",
-        help="Run folder (default: runs/<config name>). Rerun with the same folder to resume.",
+        metavar="DIR",
+        help="Run folder it writes (default: runs/<config name>). Rerun with the same folder to "
+        "resume.",
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Redo stages whose settings changed: their old outputs are moved aside into "
+        "RUN_DIR/superseded/ (never deleted). Without it such a run stops and names the fields.",
     ),
     report: bool = typer.Option(
         True, "--report/--no-report", help="Write RUN_DIR/report.html at the end."
     ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Run sample -> score -> pair -> train -> evaluate for every round of CONFIG.
 
     Round t samples from the policy of round t (round 0: policy.model; then the model trained in
     the round before). Finished stages are recorded in RUN_DIR/manifest.json with the hashes of
-    their inputs and settings, and skipped on a rerun; a stage whose inputs or settings changed
-    runs again, and so do the stages after it. Ends with a table per round: pairs kept,
-    training loss, win rate.
+    their inputs and settings, and skipped on a rerun. Execution settings (batch size, device,
+    executor, workers) never rerun a stage. When a setting that defines a stage's output changed,
+    the run stops and names it; --force moves the old outputs aside and redoes the stage (and the
+    stages after it). Ends with a table per round: pairs kept, training loss, win rate.
     """
     from sweetspot.config import load_config
     from sweetspot.runner import run as run_loop
 
     cfg = load_config(config)
-    run_dir = out if out is not None else Path("runs") / config.stem
+    run_dir = output if output is not None else Path("runs") / Path(config).stem
     console = Console()
-    result = run_loop(cfg, run_dir, console=console)
+    result = run_loop(cfg, run_dir, console=console, force=force, progress=progress)
     if report:
         from sweetspot.report import write_report
 

@@ -5,121 +5,119 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import typer
 from rich.console import Console
 from rich.table import Table
 
-from sweetspot.training.config import make_train_config
+from sweetspot.cli_options import option
+from sweetspot.commands import stage_command
+from sweetspot.stages import TRAIN
 from sweetspot.training.presets import preset_names
 
 
-def train(
-    pairs: Path = typer.Option(
-        ..., "--pairs", help="Pairs file from `sweetspot pair` (.parquet or .jsonl)."
-    ),
-    model: str = typer.Option(..., "--model", help="Starting policy: model folder or hub id."),
-    out: Path = typer.Option(
-        ..., "--out", help="Output folder: model (or adapter), tokenizer, logs."
-    ),
-    preset: str | None = typer.Option(
-        None, "--preset", help=f"Recipe to start from: {', '.join(preset_names())}."
-    ),
-    ref_model: str | None = typer.Option(
-        None, "--ref-model", help="DPO reference model (default: the starting policy)."
-    ),
-    beta: float | None = typer.Option(None, help="DPO beta."),
-    learning_rate: float | None = typer.Option(None, "--lr", "--learning-rate", help="Peak LR."),
-    lr_scheduler_type: str | None = typer.Option(
-        None, "--scheduler", help="LR schedule: linear, cosine, constant, ..."
-    ),
-    warmup_ratio: float | None = typer.Option(None, help="Fraction of steps for LR warmup."),
-    num_train_epochs: float | None = typer.Option(None, "--epochs", help="Epochs over the pairs."),
-    max_steps: int | None = typer.Option(None, help="Stop after N optimizer steps (-1: epochs)."),
-    per_device_train_batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Pairs per device per micro-step."
-    ),
-    gradient_accumulation_steps: int | None = typer.Option(
-        None, "--grad-accum", help="Micro-steps per optimizer step."
-    ),
-    max_length: int | None = typer.Option(None, help="Max tokens of prompt + response."),
-    loss_type: str | None = typer.Option(
-        None, help="TRL loss type(s), comma-separated (sigmoid = DPO)."
-    ),
-    precision: str | None = typer.Option(None, help="auto, fp32, bf16 or fp16."),
-    gradient_checkpointing: bool | None = typer.Option(
-        None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations."
-    ),
-    precompute_ref_log_probs: bool | None = typer.Option(
-        None,
-        "--precompute-ref-log-probs/--no-precompute-ref-log-probs",
-        help="Compute reference log-probs once before training.",
-    ),
-    lora: bool | None = typer.Option(
-        None, "--lora/--no-lora", help="Train a LoRA adapter instead of all weights."
-    ),
-    lora_r: int | None = typer.Option(None, help="LoRA rank."),
-    lora_alpha: int | None = typer.Option(None, help="LoRA alpha."),
-    lora_dropout: float | None = typer.Option(None, help="LoRA dropout."),
-    lora_target_modules: str | None = typer.Option(
-        None, help="LoRA target modules, comma-separated, or all-linear."
-    ),
-    merge_lora: bool | None = typer.Option(
-        None, "--merge-lora/--no-merge-lora", help="Also save the merged model (LoRA)."
-    ),
-    logging_steps: int | None = typer.Option(None, help="Log every N steps."),
-    seed: int | None = typer.Option(None, help="Random seed."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
+def _body(
+    make_cfg,
+    *,
+    _given: set[str],
+    pairs: Path,
+    model: str,
+    output: Path,
+    ref_model: str | None,
+    force: bool,
 ) -> None:
-    """Train the policy with DPO (TRL) on preference pairs.
-
-    Options left out keep the preset's value (or the default). For several GPUs, launch through
-    accelerate: `accelerate launch --config_file examples/accelerate/deepspeed_zero3.yaml
-    -m sweetspot.cli train ...` (docs/training.md).
-    """
-    overrides: dict[str, Any] = {
-        k: v
-        for k, v in dict(
-            beta=beta,
-            learning_rate=learning_rate,
-            lr_scheduler_type=lr_scheduler_type,
-            warmup_ratio=warmup_ratio,
-            num_train_epochs=num_train_epochs,
-            max_steps=max_steps,
-            per_device_train_batch_size=per_device_train_batch_size,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            max_length=max_length,
-            loss_type=loss_type,
-            precision=precision,
-            gradient_checkpointing=gradient_checkpointing,
-            precompute_ref_log_probs=precompute_ref_log_probs,
-            merge_lora=merge_lora,
-            logging_steps=logging_steps,
-            seed=seed,
-        ).items()
-        if v is not None
-    }
-    lora_opts = {
-        k: v
-        for k, v in dict(
-            r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=lora_target_modules
-        ).items()
-        if v is not None
-    }
-    if lora is False:
-        overrides["lora"] = None
-    elif lora or lora_opts:
-        overrides["lora"] = lora_opts
-    cfg = make_train_config(preset, overrides)
     import warnings
 
+    from sweetspot.aside import move_aside
+    from sweetspot.errors import InputError
+    from sweetspot.models import resolve_model
     from sweetspot.training.dpo import train_dpo
 
+    cfg = make_cfg()
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        if not force:
+            raise InputError(
+                "output folder exists and is not empty: choose another --output, or pass --force "
+                "to move the old one aside (into superseded/ beside it) and train afresh",
+                file=str(output),
+            )
+        where = move_aside([output], output.parent, output.name)
+        Console(stderr=True).print(f"moved the old {output} aside to {where}", highlight=False)
     # transformers 5 deprecation notices about arguments TRL itself passes: not actionable here.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers(\.|$)")
-
-    summary = train_dpo(pairs, model, out, cfg, ref_model=ref_model, overwrite=overwrite)
+    summary = train_dpo(
+        pairs,
+        resolve_model(model),
+        output,
+        cfg,
+        ref_model=resolve_model(ref_model) if ref_model else None,
+    )
     if summary:  # empty on the non-main processes of a distributed launch
         print_summary(summary)
+
+
+train = stage_command(
+    TRAIN,
+    [
+        option(
+            "pairs",
+            ...,
+            "--pairs",
+            annotation=Path,
+            metavar="FILE",
+            help="Pairs file from `sweetspot pair` (.parquet or .jsonl).",
+            show_default=False,
+        ),
+        option(
+            "model",
+            ...,
+            "--model",
+            annotation=str,
+            metavar="MODEL",
+            help="Starting policy: a model folder, a hub id, or builtin:smollm2-135m-instruct.",
+            show_default=False,
+        ),
+        option(
+            "output",
+            ...,
+            "--output",
+            "-o",
+            annotation=Path,
+            metavar="DIR",
+            help="Folder it writes: the model (or adapter), tokenizer, train_log.jsonl, "
+            "train_summary.json.",
+            show_default=False,
+        ),
+        option(
+            "ref_model",
+            None,
+            "--ref-model",
+            annotation=str | None,
+            metavar="MODEL",
+            help="DPO reference model (default: the starting policy).",
+            show_default=False,
+        ),
+        option(
+            "force",
+            False,
+            "--force",
+            annotation=bool,
+            help="If --output holds an earlier result, move it aside (never deleted) and train.",
+        ),
+    ],
+    _body,
+    names={
+        "learning_rate": ["--learning-rate", "--lr"],
+        "lr_scheduler_type": ["--lr-scheduler-type", "--scheduler"],
+        "num_train_epochs": ["--num-train-epochs", "--epochs"],
+        "per_device_train_batch_size": ["--per-device-train-batch-size", "--batch-size"],
+        "gradient_accumulation_steps": ["--gradient-accumulation-steps", "--grad-accum"],
+    },
+    doc=f"""Train the policy with DPO (TRL) on preference pairs.
+
+Options left out keep the preset's value (or the default); presets: {", ".join(preset_names())}.
+For several GPUs, launch through accelerate: `accelerate launch --config_file
+examples/accelerate/deepspeed_zero3.yaml -m sweetspot.cli train ...` (docs/training.md).
+""",
+)
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,8 +15,11 @@ class ScoreConfig(BaseModel):
 
     reward: str = Field(
         "hf-classifier",
-        description="Reward kind: hf-classifier, function, or the demonstration rewards "
-        "relevance and sentiment.",
+        description="Reward kind. hf-classifier: a transformers sequence-classification reward "
+        "model (reward_model; one logit like Skywork-Reward, or ArmoRM with trust_remote_code). "
+        "function: your Python callable (function). relevance and sentiment are DEMONSTRATION "
+        "rewards that need no download (MiniLM prompt/response cosine similarity; VADER "
+        "sentiment): they run the loop offline, they are not preference models.",
     )
     reward_model: str | None = Field(
         None, description="hf-classifier: the reward model, a hub id or a local folder."
@@ -56,7 +60,9 @@ class ScoreConfig(BaseModel):
         description="Run a reward model's own modeling code (needed by ArmoRM). Only for code you "
         "trust.",
     )
-    executor: str = Field("local", description="Where to run: local (in-process) or ray.")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="Where to run: local (in-process) or ray."
+    )
     ray_address: str | None = Field(
         None, description="ray: address of an existing cluster (default: a local instance)."
     )
