@@ -215,9 +215,9 @@ def _build_sections(run_dir: Path, rounds: list[RoundData], seed: int) -> list[S
         _figure(
             "drops",
             "Prompts kept and dropped per strategy",
-            'How many prompts gave a pair, and why the others gave none (README, "Pair construction": fewer than '
-            "2 finite rewards, σ = 0, chosen and rejected the same sample, identical texts, "
-            "reward gap not above the margin).",
+            "How many prompts gave a pair, and why the others gave none (README, 'Pair "
+            "construction': fewer than 2 finite rewards, σ = 0, chosen and rejected the same "
+            "sample, identical texts, reward gap not above the margin).",
             plots.fig_drop_reasons(outcomes),
             "No pair statistics yet (pairs/*.json).",
         )
