@@ -266,9 +266,12 @@ def _build_sections(run_dir: Path, rounds: list[RoundData], seed: int) -> list[S
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int = 0) -> Path:
     """Write ``RUN_DIR/report.html`` (or ``out``) from whatever the run holds; return its path."""
+    from sweetspot.deps import require
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError("no such run folder", file=str(run_dir))
+    require("matplotlib", what="the HTML report")
     rounds = load_run(run_dir)
     sections = _build_sections(run_dir, rounds, seed)
     manifest = _manifest(run_dir)
