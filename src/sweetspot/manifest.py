@@ -175,8 +175,32 @@ def _show(v: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+@dataclass
+class Prepared:
+    """What :func:`prepare_stage` decided: skip (``result`` is set) or run."""
+
+    stage: Stage
+    result: StageResult | None = None
+    reason: str = ""
+    moved_to: Path | None = None
+    epoch: str = ""
+    base: dict = field(default_factory=dict)
+    known: dict = field(default_factory=dict)
+    started: float = 0.0
+
+
 def run_stage(stage: Stage, manifest: Manifest, force: bool = False) -> StageResult:
     """Run ``stage`` unless the manifest shows it done with the same key, inputs and outputs."""
+    prep = prepare_stage(stage, manifest, force)
+    if prep.result is not None:
+        return prep.result
+    return finish_stage(prep, manifest, stage.fn() or {})
+
+
+def prepare_stage(stage: Stage, manifest: Manifest, force: bool = False) -> Prepared:
+    """Decide whether ``stage`` runs (see the module's rules), move aside what a rerun replaces,
+    and record it as running; :func:`finish_stage` records it done. Between the two, the caller
+    runs ``stage.fn`` (here or elsewhere: a Ray task)."""
     upstream = _upstream_refs(stage, manifest)
     entry = manifest.get(stage.name)
     known = (entry or {}).get("files") or {}
@@ -219,7 +243,8 @@ def run_stage(stage: Stage, manifest: Manifest, force: bool = False) -> StageRes
             and not (changed or grew or ext_changed or up_changed)
             and (out_fp is not None and out_fp == entry.get("outputs"))
         ):
-            return StageResult(stage.name, "skipped", 0.0, entry.get("summary", {}), "unchanged")
+            skipped = StageResult(stage.name, "skipped", 0.0, entry.get("summary", {}), "unchanged")
+            return Prepared(stage, result=skipped)
         if changed or ext_changed:
             what = [f"{k}: {_show((entry.get('key') or {}).get(k))} -> {_show(stage.key.get(k))}"
                     for k in changed]  # fmt: skip
@@ -268,14 +293,18 @@ def run_stage(stage: Stage, manifest: Manifest, force: bool = False) -> StageRes
     base = {"key": stage.key, "upstream": upstream, "external": dict(stage.external)}
     manifest.stages[stage.name] = {"status": "running", "epoch": epoch, **base, "started": _now()}
     manifest.save()
-    t0 = time.perf_counter()
-    summary = stage.fn() or {}
-    seconds = time.perf_counter() - t0
-    out_fp, files = fingerprint_files(stage.outputs, manifest.run_dir, known, stage.recorded)
+    return Prepared(stage, None, reason, moved, epoch, base, known, time.perf_counter())
+
+
+def finish_stage(prep: Prepared, manifest: Manifest, summary: dict) -> StageResult:
+    """Record a stage that :func:`prepare_stage` started as done, with its outputs' digest."""
+    stage = prep.stage
+    seconds = time.perf_counter() - prep.started
+    out_fp, files = fingerprint_files(stage.outputs, manifest.run_dir, prep.known, stage.recorded)
     manifest.stages[stage.name] = {
         "status": "done",
-        "epoch": epoch,
-        **base,
+        "epoch": prep.epoch,
+        **prep.base,
         "outputs": out_fp,
         "files": files,
         "started": manifest.stages[stage.name]["started"],
@@ -284,4 +313,4 @@ def run_stage(stage: Stage, manifest: Manifest, force: bool = False) -> StageRes
         "summary": summary,
     }
     manifest.save()
-    return StageResult(stage.name, "ran", seconds, summary, reason, moved)
+    return StageResult(stage.name, "ran", seconds, summary, prep.reason, prep.moved_to)
