@@ -138,168 +138,201 @@ class Loop:
 
     def policy(self, t: int) -> str:
         """The policy round ``t`` samples from (and starts training from)."""
-        return self.policy0 if t == 0 else str(self.round_dir(t - 1) / "model")
+        return self.policy0 if t == 0 else str(specs.TRAIN.path(self.round_dir(t - 1), "model"))
 
     def pairs_file(self, t: int) -> Path:
         pc = self.cfg.pairs
         return specs.PAIR.path(self.round_dir(t), "pairs", strategy=pc.train_on, format=pc.format)
 
-    def _sample(self, t: int) -> dict:
-        return self.fns.sample(self.round_dir(t), self.cfg.sampling.sample_config(self.policy(t)))
+    @property
+    def eval_prompts_file(self) -> Path:
+        return self.run_dir / "eval_prompts.parquet"
 
-    def _score(self, t: int) -> dict:
-        return self.fns.score(self.round_dir(t), self.cfg.scoring)
+    # -- stages, one builder each (the sweep composes them too) -------------------------------
 
-    def _pair(self, t: int) -> dict:
-        rd = self.round_dir(t)
-        stats = self.fns.pair(rd, rd / "pairs", self.cfg.pairs.pair_config())
-        return {name: _pair_brief(s) for name, s in stats.items()}
+    def eval_prompts_stage(self) -> Stage:
+        """The held-out prompts of every evaluation: RUN_DIR/eval_prompts.parquet."""
+        p = self.cfg.prompts
+        source, fld = p.eval.source or p.source, p.eval.field or p.field
+        return Stage(
+            name="eval-prompts",
+            fn=lambda: self._write_prompts(
+                self.eval_prompts_file, source, p.eval.split, fld, p.eval.limit
+            ),
+            outputs=[self.eval_prompts_file],
+            key={"source": source, "split": p.eval.split, "field": fld, "limit": p.eval.limit},
+            external={"source": _source_ref(source)},
+        )
 
-    def _train(self, t: int) -> dict:
-        ref = None
-        if self.cfg.reference == "initial" and t > 0:
-            ref = self.policy0
-        out = self.round_dir(t) / "model"
-        if self.cfg.training_launcher:
-            summary = launch_training(
-                self.cfg.training_launcher,
-                self.pairs_file(t),
-                self.policy(t),
-                out,
-                self.cfg.training.model_dump(mode="json"),
-                ref,
-            )
-        else:
-            summary = self.fns.train(
-                self.pairs_file(t), self.policy(t), out, self.cfg.training, ref_model=ref
-            )
-        return _train_brief(summary)
+    def prompts_stage(self, name: str, rd: Path) -> Stage:
+        """The training prompts of a round folder."""
+        p = self.cfg.prompts
+        key = specs.PROMPTS.key(p)
+        key.pop("eval", None)
+        return Stage(
+            name=name,
+            fn=lambda: self._write_prompts(
+                specs.PROMPTS.path(rd, "prompts"),
+                p.source,
+                p.split,
+                p.field,
+                p.limit,
+                p.shuffle_seed,
+            ),  # fmt: skip
+            outputs=specs.PROMPTS.root_paths(rd),
+            key=key,
+            external={"source": _source_ref(p.source)},
+        )
 
-    def _evaluate(self, t: int) -> dict:
+    def sample_stage(
+        self, name: str, rd: Path, policy: str, upstream: list[str], external: dict
+    ) -> Stage:
+        """Sampling from ``policy`` into a round folder."""
+        key = specs.SAMPLE.key(self.cfg.sampling)
+        key.pop("model", None)  # the policy: round 0's outside input, then upstream train
+        cfg = self.cfg.sampling.sample_config(policy)
+        return Stage(
+            name=name,
+            fn=lambda: self.fns.sample(rd, cfg),
+            outputs=specs.SAMPLE.root_paths(rd),
+            key=key,
+            upstream=upstream,
+            external=external,
+            resumable=specs.SAMPLE.resumable,
+            growable=specs.SAMPLE.growable,
+            recorded=shard_record_digest,
+        )
+
+    def score_stage(self, name: str, rd: Path, upstream: list[str]) -> Stage:
+        """Scoring the samples of a round folder."""
+        cfg = self.cfg.scoring
+        external = {}
+        if cfg.reward_model:
+            external["reward_model"] = _model_ref(resolve_model(cfg.reward_model))
+        return Stage(
+            name=name,
+            fn=lambda: self.fns.score(rd, cfg),
+            outputs=specs.SCORE.root_paths(rd),
+            key=specs.SCORE.key(cfg),
+            upstream=upstream,
+            external=external,
+            resumable=specs.SCORE.resumable,
+            recorded=shard_record_digest,
+        )
+
+    def pair_stage(
+        self, name: str, pool: Path, out: Path, cfg: Any, upstream: list[str], **kw: Any
+    ) -> Stage:
+        """Pairs of the pool in round folder ``pool``, written to ``out``."""
+
+        def fn() -> dict:
+            stats = self.fns.pair(pool, out, cfg)
+            return {n: _pair_brief(s) for n, s in stats.items()}
+
+        return Stage(
+            name=name, fn=fn, outputs=[out], key=specs.PAIR.key(cfg), upstream=upstream, **kw
+        )
+
+    def train_stage(
+        self,
+        name: str,
+        pairs: Path,
+        policy: str,
+        out: Path,
+        ref: str | None,
+        upstream: list[str],
+        external: dict,
+        key: dict | None = None,
+    ) -> Stage:
+        """DPO from ``policy`` on ``pairs`` into ``out`` (under the launcher when configured)."""
+        cfg = self.cfg
+
+        def fn() -> dict:
+            if cfg.training_launcher:
+                summary = launch_training(
+                    cfg.training_launcher,
+                    pairs,
+                    policy,
+                    out,
+                    cfg.training.model_dump(mode="json"),
+                    ref,
+                )
+            else:
+                summary = self.fns.train(pairs, policy, out, cfg.training, ref_model=ref)
+            return _train_brief(summary)
+
+        return Stage(
+            name=name,
+            fn=fn,
+            outputs=[out],
+            key={**specs.TRAIN.key(cfg.training), **(key or {})},
+            upstream=upstream,
+            external=external,
+        )
+
+    def evaluate_stage(self, name: str, policy: Path, out: Path, upstream: list[str]) -> Stage:
+        """``policy`` against the round-0 policy on the held-out prompts, into ``out``."""
         ev = self.cfg.evaluation
         assert ev is not None
-        # evaluate() writes into OUT/eval/
-        summary = self.fns.evaluate(
-            str(self.round_dir(t) / "model"),
-            self.policy0,
-            self.run_dir / "eval_prompts.parquet",
-            self.round_dir(t),
-            ev,
-        )
-        return _eval_brief(summary)
 
-    # -- the plan ------------------------------------------------------------------------------
+        def fn() -> dict:
+            return _eval_brief(
+                # TODO(merge): evaluate() still writes into OUT/eval/
+                self.fns.evaluate(str(policy), self.policy0, self.eval_prompts_file, out.parent, ev)
+            )
+
+        return Stage(
+            name=name,
+            fn=fn,
+            outputs=[out],
+            key=specs.EVALUATE.key(ev),
+            upstream=["eval-prompts", *upstream],
+            external={"baseline": _model_ref(self.policy0)},
+        )
 
     def stages(self) -> list[Stage]:
         """Every stage of the run, in order, keyed by its declaration (``sweetspot.stages``)."""
         cfg = self.cfg
-        p = cfg.prompts
         out: list[Stage] = []
-        ev_source = p.eval.source or p.source
-        ev_field = p.eval.field or p.field
         if cfg.evaluation is not None:
-            ev_key = {"source": ev_source, "split": p.eval.split, "field": ev_field}
-            out.append(
-                Stage(
-                    name="eval-prompts",
-                    fn=lambda: self._write_prompts(
-                        self.run_dir / "eval_prompts.parquet",
-                        ev_source,
-                        p.eval.split,
-                        ev_field,
-                        p.eval.limit,
-                    ),
-                    outputs=[self.run_dir / "eval_prompts.parquet"],
-                    key={**ev_key, "limit": p.eval.limit},
-                    external={"source": _source_ref(ev_source)},
-                )
-            )
-        prompts_key = specs.PROMPTS.key(p)
-        prompts_key.pop("eval", None)
-        sample_key = specs.SAMPLE.key(cfg.sampling)
-        sample_key.pop("model", None)  # the policy: round 0's outside input, then upstream train
-        train_key = {
-            **specs.TRAIN.key(cfg.training),
-            "train_on": cfg.pairs.train_on,
-            "reference": cfg.reference,
-        }
+            out.append(self.eval_prompts_stage())
         for t in range(cfg.rounds):
             rd = self.round_dir(t)
             r = f"round-{t}"
             prev_train = [f"round-{t - 1}/train"] if t > 0 else []
             policy_ext = {"policy": _model_ref(self.policy0)} if t == 0 else {}
-            out.append(
-                Stage(
-                    name=f"{r}/prompts",
-                    fn=lambda rd=rd: self._write_prompts(
-                        specs.PROMPTS.path(rd, "prompts"),
-                        p.source,
-                        p.split,
-                        p.field,
-                        p.limit,
-                        p.shuffle_seed,
-                    ),
-                    outputs=specs.PROMPTS.root_paths(rd),
-                    key=prompts_key,
-                    external={"source": _source_ref(p.source)},
-                )
-            )
-            out.append(
-                Stage(
-                    name=f"{r}/sample",
-                    fn=lambda t=t: self._sample(t),
-                    outputs=specs.SAMPLE.root_paths(rd),
-                    key=sample_key,
-                    upstream=[f"{r}/prompts", *prev_train],
-                    external=policy_ext,
-                    resumable=specs.SAMPLE.resumable,
-                    growable=specs.SAMPLE.growable,
-                    recorded=shard_record_digest,
-                )
-            )
-            score_ext = {}
-            if cfg.scoring.reward_model:
-                score_ext["reward_model"] = _model_ref(resolve_model(cfg.scoring.reward_model))
-            out.append(
-                Stage(
-                    name=f"{r}/score",
-                    fn=lambda t=t: self._score(t),
-                    outputs=specs.SCORE.root_paths(rd),
-                    key=specs.SCORE.key(cfg.scoring),
-                    upstream=[f"{r}/sample"],
-                    external=score_ext,
-                    resumable=specs.SCORE.resumable,
-                    recorded=shard_record_digest,
-                )
-            )
-            out.append(
-                Stage(
-                    name=f"{r}/pair",
-                    fn=lambda t=t: self._pair(t),
-                    outputs=specs.PAIR.root_paths(rd),
-                    key=specs.PAIR.key(cfg.pairs.pair_config()),
-                    upstream=[f"{r}/prompts", f"{r}/sample", f"{r}/score"],
-                )
-            )
-            out.append(
-                Stage(
-                    name=f"{r}/train",
-                    fn=lambda t=t: self._train(t),
-                    outputs=specs.TRAIN.root_paths(rd),
-                    key=train_key,
-                    upstream=[f"{r}/pair", *prev_train],
-                    external=policy_ext,
-                )
-            )
+            ref = self.policy0 if cfg.reference == "initial" and t > 0 else None
+            out += [
+                self.prompts_stage(f"{r}/prompts", rd),
+                self.sample_stage(
+                    f"{r}/sample", rd, self.policy(t), [f"{r}/prompts", *prev_train], policy_ext
+                ),  # fmt: skip
+                self.score_stage(f"{r}/score", rd, [f"{r}/sample"]),
+                self.pair_stage(
+                    f"{r}/pair",
+                    rd,
+                    specs.PAIR.path(rd, "pairs_dir"),
+                    cfg.pairs.pair_config(),
+                    [f"{r}/prompts", f"{r}/sample", f"{r}/score"],
+                ),
+                self.train_stage(
+                    f"{r}/train",
+                    self.pairs_file(t),
+                    self.policy(t),
+                    specs.TRAIN.path(rd, "model"),
+                    ref,
+                    [f"{r}/pair", *prev_train],
+                    policy_ext,
+                    key={"train_on": cfg.pairs.train_on, "reference": cfg.reference},
+                ),
+            ]
             if cfg.evaluation is not None:
                 out.append(
-                    Stage(
-                        name=f"{r}/evaluate",
-                        fn=lambda t=t: self._evaluate(t),
-                        outputs=specs.EVALUATE.root_paths(rd),
-                        key=specs.EVALUATE.key(cfg.evaluation),
-                        upstream=["eval-prompts", f"{r}/train"],
-                        external={"baseline": _model_ref(self.policy0)},
+                    self.evaluate_stage(
+                        f"{r}/evaluate",
+                        specs.TRAIN.path(rd, "model"),
+                        specs.EVALUATE.path(rd, "eval"),
+                        [f"{r}/train"],
                     )
                 )
         return out
