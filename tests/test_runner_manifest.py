@@ -231,3 +231,40 @@ def test_older_manifest_is_treated_as_unrecorded(tmp_path):
     results = r.run()
     assert results[0].moved_to is not None  # unrecorded output of a: kept aside, not deleted
     assert superseded(tmp_path) == ["a.txt"]
+
+
+def test_upstream_narrowed_to_one_file_and_growing_lists(tmp_path):
+    """A stage writing one file per item (pairs per strategy) grows when items are added; a stage
+    reading one of those files redoes only when that file changes."""
+    out = tmp_path / "pairs"
+    calls = []
+
+    def writer(items):
+        def fn():
+            out.mkdir(exist_ok=True)
+            for it in items:
+                (out / f"{it}.txt").write_text(it)
+            calls.append(("w", tuple(items)))
+            return {}
+
+        return Stage("w", fn, [out], key={"items": items}, growable=("items",))
+
+    def reader(item):
+        def fn():
+            calls.append(("r", item))
+            (tmp_path / f"r-{item}").write_text("model")
+            return {}
+
+        return Stage(f"r-{item}", fn, [tmp_path / f"r-{item}"], upstream=[f"w::pairs/{item}.txt"])
+
+    m = Manifest(tmp_path)
+    for s in (writer(["a"]), reader("a")):
+        run_stage(s, m)
+    assert calls == [("w", ("a",)), ("r", "a")]
+    calls.clear()
+    results = [run_stage(s, m) for s in (writer(["a", "b"]), reader("a"), reader("b"))]
+    assert [r.status for r in results] == ["ran", "skipped", "ran"]
+    assert "items grew" in results[0].reason
+    assert calls == [("w", ("a", "b")), ("r", "b")]
+    with pytest.raises(StageChanged, match="items"):
+        run_stage(writer(["b"]), m)  # dropping an item is a change

@@ -38,7 +38,7 @@ from typing import Any
 
 from sweetspot.aside import move_aside
 from sweetspot.errors import InputError
-from sweetspot.fingerprint import fingerprint_files
+from sweetspot.fingerprint import fingerprint_files, hash_json
 from sweetspot.io import write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
@@ -128,7 +128,7 @@ class Stage:
     resumable: bool = False
     """An interrupted or extended stage continues in place (shards), keeping what it finished."""
     growable: tuple[str, ...] = ()
-    """Key fields whose growth extends the outputs in place (a larger ``n``)."""
+    """Key fields whose growth extends the outputs in place (a larger ``n``, more strategies)."""
     recorded: Callable[[Path, int], str | None] | None = None
     """Digest of an output file recorded when it was written (shard completion records)."""
 
@@ -144,14 +144,24 @@ class StageResult:
 
 
 def _upstream_refs(stage: Stage, manifest: Manifest) -> dict[str, dict | None]:
+    """Per upstream stage: its epoch and the digest of its outputs. ``name::path`` narrows to
+    the stage's files under ``path`` (relative to the run folder): a stage reading one file of
+    a stage that writes many (one strategy's pairs) redoes only when that file changes."""
     refs: dict[str, dict | None] = {}
-    for name in stage.upstream:
+    for item in stage.upstream:
+        name, _, sub = item.partition("::")
         e = manifest.get(name)
-        refs[name] = (
-            {"epoch": e.get("epoch"), "outputs": e.get("outputs")}
-            if e and e.get("status") == "done"
-            else None
-        )
+        if not e or e.get("status") != "done":
+            refs[item] = None
+            continue
+        digest = e.get("outputs")
+        if sub:
+            files = e.get("files") or {}
+            part = sorted(
+                (k, v[2]) for k, v in files.items() if k == sub or k.startswith(sub + "/")
+            )
+            digest = hash_json(part) if part else None
+        refs[item] = {"epoch": e.get("epoch"), "outputs": digest}
     return refs
 
 
@@ -163,7 +173,10 @@ def _changed_fields(old: dict, new: dict, growable: tuple[str, ...]) -> tuple[li
         if a == b:
             continue
         numbers = isinstance(a, (int, float)) and isinstance(b, (int, float))
-        if k in growable and numbers and b > a:
+        superset = (
+            isinstance(a, list) and isinstance(b, list) and set(map(str, a)) <= set(map(str, b))
+        )
+        if k in growable and ((numbers and b > a) or superset):
             grew.append(k)
         else:
             changed.append(k)

@@ -43,7 +43,8 @@ class StageSpec:
     execution: tuple[str, ...] = ()
     """Config fields that never change the stage's output (not part of its key)."""
     growable: tuple[str, ...] = ()
-    """Key fields that may grow in place: a larger value adds to the outputs, keeping them."""
+    """Key fields that may grow in place (a larger number, a list with more items): the outputs
+    are extended, never replaced."""
     inputs: dict[str, str] = field(default_factory=dict)
     """What the stage reads, by name: paths relative to the round folder."""
     outputs: dict[str, str] = field(default_factory=dict)
@@ -78,7 +79,8 @@ class StageSpec:
             if a == b:
                 continue
             numbers = isinstance(a, (int, float)) and isinstance(b, (int, float))
-            if k in self.growable and numbers and b >= a:
+            superset = isinstance(a, list) and isinstance(b, list) and set(a) <= set(b)
+            if k in self.growable and ((numbers and b >= a) or superset):
                 continue
             out.append(k)
         return out
