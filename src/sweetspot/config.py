@@ -290,21 +290,27 @@ def _read_yaml(path: Path) -> tuple[dict, dict[tuple, int]]:
     return data, _key_lines(node)
 
 
-def parse_config(data: Any, file: str | None = None, lines: dict | None = None) -> RunConfig:
-    """Validate a config mapping; errors become ``InputError`` naming the key path."""
+def parse_config(
+    data: Any,
+    file: str | None = None,
+    lines: dict | None = None,
+    model: type[RunConfig] = RunConfig,
+) -> RunConfig:
+    """Validate a config mapping (as ``model``); errors become ``InputError`` naming the key
+    path."""
     if not isinstance(data, dict):
         raise InputError("the config must be a YAML mapping of sections", file=file)
     try:
-        return RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         raise _describe(e, lines or {}, file) from None
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a run config YAML file."""
+def load_config(path: str | Path, model: type[RunConfig] = RunConfig) -> RunConfig:
+    """Read and validate a run config YAML file (as ``model``: a sweep config, say)."""
     path = Path(path)
     data, lines = _read_yaml(path)
-    return parse_config(_resolve_paths(data, path.parent), str(path), lines)
+    return parse_config(_resolve_paths(data, path.parent), str(path), lines, model)
 
 
 def dump_config(cfg: RunConfig) -> str:
