@@ -61,7 +61,7 @@ def test_two_rounds_then_resume_after_interrupted_round(tmp_path, tiny_lm_dir, t
     assert plan["params"]["model"] == str(run_dir / "round-0" / "model")
     row = result.rounds[1]
     assert row["pairs"]["sweet-spot"]["pairs_out"] >= 1
-    assert isinstance(row["train"]["train_loss"], float)
+    assert isinstance(row["train"]["final_loss"], float)
     assert "win_rate" in row["eval"]
 
     # interrupt round 1 in training: its model is gone and the manifest says "running"

@@ -75,14 +75,14 @@ class Fakes:
         digest = hashlib.sha256(Path(pairs_path).read_bytes()).hexdigest()
         (out / "weights.txt").write_text(f"{model}|{digest}|{cfg.beta}")
         (out / "train_log.jsonl").write_text(json.dumps({"step": 1, "loss": 0.6}) + "\n")
-        return {"n_pairs": pq.read_table(pairs_path).num_rows, "train_loss": 0.6, "steps": 1}
+        return {"n_pairs": pq.read_table(pairs_path).num_rows, "final_loss": 0.6, "steps": 1}
 
     def evaluate(self, policy, baseline, prompts, out_dir, cfg):
-        self.calls.append(("evaluate", Path(out_dir).name, str(policy), str(baseline)))
+        self.calls.append(("evaluate", Path(out_dir).parent.name, str(policy), str(baseline)))
         n = pq.read_table(prompts).num_rows
-        (Path(out_dir) / "eval").mkdir(parents=True)
+        Path(out_dir).mkdir(parents=True)
         summary = {"win_rate": 62.5, "ci_low": 40.0, "ci_high": 80.0, "n_prompts": n}
-        (Path(out_dir) / "eval" / "summary.json").write_text(json.dumps(summary))
+        (Path(out_dir) / "summary.json").write_text(json.dumps(summary))
         return summary
 
     def fns(self) -> StageFns:
@@ -150,7 +150,7 @@ def test_two_rounds_wire_policies_and_reference(tmp_path):
     assert (tmp_path / "config.yaml").exists()
     row = result.rounds[1]
     assert row["pairs"]["sweet-spot"]["pairs_out"] == 6
-    assert row["train"]["train_loss"] == 0.6
+    assert row["train"]["final_loss"] == 0.6
     assert row["eval"]["win_rate"] == 62.5
 
 
@@ -267,7 +267,7 @@ assert sys.argv[-3:-1] == ["-m", "sweetspot.train_job"]
 out = Path(job["out_dir"])
 out.mkdir()
 (out / "weights.txt").write_text(job["model"] + str(job["cfg"]["beta"]))
-summary = {"n_pairs": 6, "train_loss": 0.5, "steps": 1, "ref": job["ref_model"]}
+summary = {"n_pairs": 6, "final_loss": 0.5, "steps": 1, "ref": job["ref_model"]}
 (out / "train_summary.json").write_text(json.dumps(summary))
 """
 
@@ -279,8 +279,10 @@ def test_training_under_a_launcher_runs_the_train_job_module(tmp_path):
     cfg = config(training_launcher=[sys.executable, "-c", FAKE_LAUNCHED_TRAINER])
     result = run(cfg, tmp_path, fns=f.fns())
     assert "round-0/train" not in f.names()  # the in-process trainer was not used
-    assert result.rounds[1]["train"]["train_loss"] == 0.5
-    job = json.loads((tmp_path / "round-1" / ".train-job.json").read_text())
+    assert result.rounds[1]["train"]["final_loss"] == 0.5
+    from sweetspot.training.launch import job_file
+
+    job = json.loads(job_file(tmp_path / "round-1" / "model").read_text())
     assert job["model"] == str(tmp_path / "round-0" / "model")
     assert job["ref_model"] == "start-model"
     assert job["cfg"]["beta"] == 0.1

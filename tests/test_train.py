@@ -90,7 +90,7 @@ def test_train_full_finetuning(pairs_file, tiny_lm_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(out)
-    with pytest.raises(InputError, match="--overwrite"):
+    with pytest.raises(InputError, match="--force"):
         train_dpo(pairs_file, tiny_lm_dir, out, _cfg(), progress=False)
 
 
@@ -198,3 +198,38 @@ def test_killed_training_leaves_no_finished_folder(pairs_file, tiny_lm_dir, tmp_
     monkeypatch.undo()
     assert train_dpo(pairs_file, tiny_lm_dir, out, _cfg(), progress=False)["steps"] == 2
     assert not (tmp_path / ".tmp-policy").exists()
+
+
+def test_warmup_ratio_is_the_warmup_the_scheduler_uses(pairs_file, tiny_lm_dir, tmp_path):
+    # warmup_ratio 0.3 of 8 steps: transformers' rule is ceil(0.3 * 8) = 3 warmup steps (round
+    # would give 2). Read the learning rate each optimizer step used (the log of step k shows the
+    # rate of schedule position k - 1): 0, 1/3, 2/3 of the peak during the 3 warmup steps, the
+    # peak at step 4, then linear decay towards 0.
+    import math
+
+    total, ratio, peak = 8, 0.3, 1e-3
+    out = tmp_path / "policy"
+    cfg = _cfg(max_steps=total, warmup_ratio=ratio, learning_rate=peak)
+    train_dpo(pairs_file, tiny_lm_dir, out, cfg, progress=False)
+    warmup = math.ceil(ratio * total)
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["learning_rate"] for r in log if "learning_rate" in r}
+    assert sorted(lrs) == list(range(1, total + 1))
+    expected = {k: peak * min((k - 1) / warmup, (total - k + 1) / (total - warmup)) for k in lrs}
+    assert lrs == pytest.approx(expected)
+    assert sum(lr < peak for k, lr in lrs.items() if k <= warmup + 1) == warmup
+    resolved = json.loads((out / "train_config.json").read_text())
+    assert resolved["warmup_steps_effective"] == warmup and resolved["total_steps"] == total
+
+
+def test_summary_names_mean_and_final_loss(pairs_file, tiny_lm_dir, tmp_path):
+    out = tmp_path / "policy"
+    summary = train_dpo(pairs_file, tiny_lm_dir, out, _cfg(max_steps=3), progress=False)
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 3
+    assert summary["train_loss_mean"] == pytest.approx(sum(losses) / 3, rel=1e-4)
+    assert summary["final_loss"] == pytest.approx(losses[-1]) and summary["final_step"] == 3
+    assert summary["final"]["loss"] == summary["final_loss"]
+    saved = json.loads((out / "train_summary.json").read_text())
+    assert saved["train_loss_mean"] == summary["train_loss_mean"]

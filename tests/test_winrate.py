@@ -10,6 +10,7 @@ import pytest
 from sweetspot.evaluation.winrate import (
     length_controlled_win_rate,
     length_feature,
+    length_separation,
     preferences,
     summarize,
     wilson_interval,
@@ -95,3 +96,73 @@ def test_summarize_counts_and_intervals():
     assert s["lc_ci_low"] <= s["lc_win_rate"] <= s["lc_ci_high"]
     assert s["ci_method"].startswith("wilson")
     assert summarize(prefs, lp, lb, n_boot=200, seed=1) == s  # seeded bootstrap
+
+
+def _separated_by_lp(prefs: np.ndarray, x: np.ndarray) -> bool:
+    """Independent check (Konis's linear program): the logistic fit has no maximum-likelihood
+    solution iff some w with X w != 0 has X w >= 0 on every win and <= 0 on every loss."""
+    from scipy.optimize import linprog
+
+    design = np.stack([np.ones_like(x), x], axis=1)
+    wins, losses = design[prefs > 0], design[prefs < 1]
+    a_ub = np.vstack([-wins, losses])
+    c = -(wins.sum(axis=0) - losses.sum(axis=0))  # maximise sum over wins - sum over losses
+    res = linprog(c, A_ub=a_ub, b_ub=np.zeros(len(a_ub)), bounds=[(-1, 1), (-1, 1)])
+    return bool(res.status == 0 and -res.fun > 1e-9)
+
+
+def test_length_only_judge_gives_no_lc_number():
+    # A judge that rewards length: the longer response always wins, equal lengths tie. At n = 46
+    # the old fit gave anything from 19.5 to 88.0 depending on the seed; now there is no number.
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        lp = rng.integers(50, 400, size=46).astype(float)
+        lb = rng.integers(50, 400, size=46).astype(float)
+        prefs = preferences(lp, lb)  # the judge's score is the length
+        s = summarize(prefs, lp, lb, n_boot=50, seed=seed)
+        assert s["lc_separated"] and s["lc_separation"] == "longer wins"
+        assert s["lc_win_rate"] is None and s["lc_ci_low"] is None and s["lc_ci_high"] is None
+        assert s["lc_intercept"] is None and s["lc_length_coef"] is None
+        assert "No LC win rate" in s["lc_note"] and "longer" in s["lc_note"]
+        assert s["win_rate"] == pytest.approx(win_rate(prefs))  # the raw rate is still given
+    # A judge that rewards brevity, and the degenerate all-wins case.
+    prefs = preferences(-lp, -lb)
+    assert length_separation(prefs, length_feature(lp, lb)) == "shorter wins"
+    lc = length_controlled_win_rate(np.ones(5), np.arange(5.0), np.zeros(5))
+    assert lc["separated"] == "all wins" and lc["lc_win_rate"] is None
+
+
+def test_quasi_separation_with_ties_on_the_threshold():
+    # Losses shorter, wins longer, ties exactly at the boundary: still no finite fit.
+    x = np.array([-1.0, -0.5, 0.0, 0.0, 0.5, 1.0])
+    prefs = np.array([0.0, 0.0, 0.5, 0.5, 1.0, 1.0])
+    assert length_separation(prefs, x) == "longer wins" and _separated_by_lp(prefs, x)
+    # One loss among the longer responses: the data overlap and a fit exists.
+    prefs2 = np.array([0.0, 0.0, 0.5, 0.5, 0.0, 1.0])
+    assert length_separation(prefs2, x) is None and not _separated_by_lp(prefs2, x)
+    # All ties at equal lengths (a model against itself): x is all 0 and the fit is 50%.
+    assert length_separation(np.full(4, 0.5), np.zeros(4)) is None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_separation_check_agrees_with_a_linear_program(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 9))
+    x = rng.choice([-1.0, -0.5, 0.0, 0.5, 1.0], size=n)
+    prefs = rng.choice([0.0, 0.5, 1.0], size=n)
+    assert (length_separation(prefs, x) is not None) == _separated_by_lp(prefs, x)
+
+
+def test_summary_names_the_method():
+    prefs, lp, lb = _design(40, 30, 4, 1)
+    s = summarize(prefs, lp, lb, n_boot=100, seed=0)
+    assert s["lc_label"] == "LC win rate (minimal GLM)"
+    assert "minimal" in s["lc_method"] and "instruction-difficulty" in s["lc_method"]
+    assert "L1" in s["lc_method"] and "Newton" in s["lc_method"]
+    assert not s["lc_separated"] and s["lc_separation"] is None
+    # Only 4 of 44 prompts are shorter, one of them a win: a resample that misses that win
+    # (about (43/44)^44 = 36% of them) is separated. Those are counted and named in the note.
+    assert 20 <= s["lc_ci_separated_resamples"] <= 50
+    assert f"{s['lc_ci_separated_resamples']} of 100 bootstrap resamples" in s["lc_note"]
+    balanced = summarize(*_design(40, 30, 40, 10), n_boot=100, seed=0)
+    assert balanced["lc_ci_separated_resamples"] == 0 and balanced["lc_note"] is None

@@ -36,6 +36,7 @@ from sweetspot.fingerprint import fingerprint
 from sweetspot.io import write_table, write_text_atomic
 from sweetspot.manifest import Manifest, Stage, StageResult, run_stage
 from sweetspot.models import resolve_model
+from sweetspot.training.launch import launch_training
 
 STAGE_NAMES = ("prompts", "sample", "score", "pair", "train", "evaluate")
 
@@ -275,10 +276,12 @@ class Loop:
         ev = self.cfg.evaluation
         assert ev is not None
 
+        if ev.baseline_cache is None:  # the baseline's responses: generated once per run
+            ev = ev.model_copy(update={"baseline_cache": str(self.run_dir / "baseline-outputs")})
+
         def fn() -> dict:
             return _eval_brief(
-                # TODO(merge): evaluate() still writes into OUT/eval/
-                self.fns.evaluate(str(policy), self.policy0, self.eval_prompts_file, out.parent, ev)
+                self.fns.evaluate(str(policy), self.policy0, self.eval_prompts_file, out, ev)
             )
 
         return Stage(
@@ -288,6 +291,7 @@ class Loop:
             key=specs.EVALUATE.key(ev),
             upstream=["eval-prompts", *upstream],
             external={"baseline": _model_ref(self.policy0)},
+            resumable=specs.EVALUATE.resumable,
         )
 
     def stages(self) -> list[Stage]:
@@ -357,33 +361,6 @@ def shard_record_digest(path: Path, size: int) -> str | None:
     return recorded_digest(path, size)
 
 
-def launch_training(
-    launcher: list[str], pairs: Path, model: str, out: Path, cfg: dict, ref: str | None
-) -> dict:
-    """Train in a subprocess: ``LAUNCHER -m sweetspot.train_job JOB.json`` (e.g. accelerate
-    launch over several GPUs); returns the summary the job wrote."""
-    import json
-    import subprocess
-
-    job = out.parent / ".train-job.json"
-    job_data = {
-        "pairs_path": str(pairs),
-        "model": model,
-        "out_dir": str(out),
-        "ref_model": ref,
-        "cfg": cfg,
-    }
-    write_text_atomic(job, json.dumps(job_data, indent=2))
-    cmd = [*launcher, "-m", "sweetspot.train_job", str(job)]
-    proc = subprocess.run(cmd, check=False)
-    summary_file = out / "train_summary.json"
-    if proc.returncode != 0 or not summary_file.exists():
-        raise RuntimeError(
-            f"training under the launcher failed (exit code {proc.returncode}): {' '.join(cmd)}"
-        )
-    return json.loads(summary_file.read_text(encoding="utf-8"))
-
-
 def _run_one(
     stage: Stage, manifest: Manifest, console: Console, label: str, force: bool = False
 ) -> StageResult:
@@ -413,8 +390,9 @@ def _train_brief(summary: dict) -> dict:
     return {
         "n_pairs": summary.get("n_pairs"),
         "steps": summary.get("steps"),
-        "train_loss": summary.get("train_loss"),
-        "final_loss": final.get("loss"),
+        "final_loss": summary.get("final_loss", final.get("loss")),
+        "train_loss_mean": summary.get("train_loss_mean"),
+        "reward_accuracy": final.get("rewards/accuracies"),
         "runtime_s": summary.get("runtime_s"),
     }
 
@@ -427,6 +405,9 @@ def _eval_brief(summary: dict) -> dict:
         "lc_win_rate",
         "lc_ci_low",
         "lc_ci_high",
+        "lc_label",
+        "lc_separated",
+        "lc_note",
         "judge",
         "n_prompts",
         "note",
@@ -458,14 +439,14 @@ def summary_table(result: RunResult, train_on: str | None) -> Table:
     table.add_column("round", justify="right")
     table.add_column(f"pairs kept ({train_on})", justify="right")
     table.add_column("dropped", justify="right")
-    table.add_column("training loss", justify="right")
+    table.add_column("final DPO loss", justify="right")
     table.add_column("win rate vs round-0 policy", justify="right")
     for row in result.rounds:
         pair = row["pairs"].get(train_on or "", {})
         kept = pair.get("pairs_out")
         dropped = pair.get("dropped") or {}
         n_drop = sum(v for v in dropped.values() if isinstance(v, (int, float)))
-        loss = row["train"].get("train_loss")
+        loss = row["train"].get("final_loss")
         ev = row["eval"]
         wr = ev.get("win_rate")
         wr_text = "—"

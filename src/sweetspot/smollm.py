@@ -12,9 +12,13 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sweetspot.errors import InputError
+from sweetspot.quiet import quiet_hf
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_NAME = "smollm2-135m-instruct"
@@ -71,7 +75,37 @@ def smollm2_path(cache_dir: str | os.PathLike | None = None) -> Path:
     return target
 
 
+@contextmanager
+def _quiet_gguf() -> Iterator[None]:
+    """transformers' GGUF reader draws its own ``tqdm.auto`` bar ("Converting and de-quantizing
+    GGUF tensors"), which its progress-bar switch does not reach: swap it for a plain iterator
+    while converting."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        yield
+        return
+    before = getattr(gguf_utils, "tqdm", None)
+    if before is None:
+        yield
+        return
+    gguf_utils.tqdm = _no_bar
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = before
+
+
+def _no_bar(iterable: Any = None, *args: Any, **kwargs: Any) -> Any:
+    return iterable
+
+
 def _convert(gguf: Path, out: Path) -> None:
+    with quiet_hf(), _quiet_gguf():
+        _convert_quietly(gguf, out)
+
+
+def _convert_quietly(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 

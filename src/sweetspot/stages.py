@@ -186,12 +186,14 @@ EVALUATE = StageSpec(
     summary="Judge the trained policy against a baseline on held-out prompts.",
     config="sweetspot.evaluation.config:EvalConfig",
     run="sweetspot.evaluation.run:evaluate",
+    execution=("baseline_cache",),
     outputs={
         "eval": "eval",
         "summary": "eval/summary.json",
         "outputs": "eval/outputs.jsonl",
     },
     roots=("eval",),
+    resumable=True,
 )
 
 STAGES: dict[str, StageSpec] = {s.name: s for s in (PROMPTS, SAMPLE, SCORE, PAIR, TRAIN, EVALUATE)}

@@ -98,11 +98,15 @@ def print_summary(summary: dict[str, Any], folder: Path | None = None) -> None:
         "win rate",
         f"{summary['win_rate']:.1f}%  [{summary['ci_low']:.1f}, {summary['ci_high']:.1f}] (Wilson)",
     )
-    table.add_row(
-        "LC win rate",
-        f"{summary['lc_win_rate']:.1f}%  [{summary['lc_ci_low']:.1f}, {summary['lc_ci_high']:.1f}]"
-        " (bootstrap)",
-    )
+    label = summary.get("lc_label", "LC win rate")
+    if isinstance(summary.get("lc_win_rate"), (int, float)):
+        lo, hi = summary.get("lc_ci_low"), summary.get("lc_ci_high")
+        interval = ""
+        if lo is not None and hi is not None:
+            interval = f"  [{lo:.1f}, {hi:.1f}] (bootstrap)"
+        table.add_row(label, f"{summary['lc_win_rate']:.1f}%{interval}")
+    else:
+        table.add_row(label, "none: see the note below")
     table.add_row(
         "mean length (chars)",
         f"{summary['mean_len_policy']:.0f} vs {summary['mean_len_baseline']:.0f}",
@@ -112,5 +116,7 @@ def print_summary(summary: dict[str, Any], folder: Path | None = None) -> None:
     console.print(table)
     style = "bold yellow" if summary["judge_is_train_reward"] else "dim"
     console.print(summary["note"], style=style)
+    if summary.get("lc_note"):
+        console.print(summary["lc_note"], style="yellow", highlight=False)
     if folder is not None:
         console.print(f"outputs and summary: {folder}")

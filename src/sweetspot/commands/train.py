@@ -135,9 +135,11 @@ def print_summary(summary: dict[str, Any]) -> None:
     )
     table.add_row("training", f"{mode}, {summary['precision']}, preset {summary['preset']}")
     table.add_row("steps", str(summary["steps"]))
-    table.add_row("mean train loss", f"{summary['train_loss']:.4f}")
+    table.add_row("final DPO loss (last logged step)", f"{summary['final_loss']:.4f}")
+    table.add_row("mean DPO loss over all steps", f"{summary['train_loss_mean']:.4f}")
     for key, value in summary["final"].items():
-        table.add_row(f"last {key}", f"{value:.4f}")
+        if key != "loss":
+            table.add_row(f"last {key}", f"{value:.4f}")
     table.add_row("runtime", f"{summary['runtime_s']:.1f} s")
     table.add_row("output", summary["out_dir"])
     Console().print(table)

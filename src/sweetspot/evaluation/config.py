@@ -52,6 +52,12 @@ class EvalConfig(BaseModel):
     policy_name: str | None = Field(
         None, description="Generator name in the export and report (default: policy folder)."
     )
+    baseline_cache: str | None = Field(
+        None,
+        description="Folder caching the baseline's responses: each (baseline model, prompts, "
+        "generation settings) is generated once into a subfolder named by their hash and reused "
+        "by later evaluations (default: OUTPUT/baseline-outputs). Not part of the results.",
+    )
 
 
 def make_eval_config(values: dict[str, Any]) -> EvalConfig:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import shutil
 from pathlib import Path
@@ -14,15 +13,18 @@ import pyarrow as pa
 from sweetspot.errors import InputError
 from sweetspot.evaluation.alpaca import read_reference_outputs, write_model_outputs
 from sweetspot.evaluation.config import EvalConfig
+from sweetspot.evaluation.outputs import cache_entry, generate_cached, generation_key
 from sweetspot.evaluation.winrate import preferences, summarize
 from sweetspot.ids import prompt_id as make_prompt_id
 from sweetspot.ids import to_messages
 from sweetspot.io import atomic_path, read_table_file, write_json_atomic
+from sweetspot.quiet import quiet_hf
 
-EVAL_DIR = "eval"
 OUTPUTS_FILE = "outputs.jsonl"
 SUMMARY_FILE = "summary.json"
 ALPACA_FILE = "model_outputs.json"
+POLICY_OUTPUTS_DIR = "policy-outputs"  # in the eval folder: the policy's responses, resumable
+BASELINE_OUTPUTS_DIR = "baseline-outputs"  # default baseline cache, in the eval folder
 
 
 def instruction_of(messages: list[dict[str, str]]) -> str:
@@ -40,15 +42,18 @@ def load_eval_prompts(prompts: Any, cfg: EvalConfig) -> list[tuple[str, list[dic
     ``sweetspot.prompts.load_prompts`` reads), an Arrow table with those columns, or a list of
     prompts (strings or message lists). ``cfg.split`` and ``cfg.max_prompts`` then apply.
     """
+    where: str | None = None
     if isinstance(prompts, (str, Path)):
         path = Path(prompts)
+        where = str(path)
         if not path.exists():
-            raise InputError("no such prompts file", file=str(path))
+            raise InputError("no such prompts file", file=where)
         table = read_table_file(path) if path.is_file() else None
         if table is None or not {"prompt_id", "messages"} <= set(table.column_names):
             from sweetspot.prompts import load_prompts
 
-            table = load_prompts(path)
+            # A raw prompt file: load_prompts selects the split from the rows' own field.
+            table = load_prompts(path, split=cfg.split)
     elif isinstance(prompts, pa.Table):
         table = prompts
     else:
@@ -56,7 +61,11 @@ def load_eval_prompts(prompts: Any, cfg: EvalConfig) -> list[tuple[str, list[dic
         table = pa.table({"prompt_id": [make_prompt_id(m) for m in msgs], "messages": msgs})
     if cfg.split is not None:
         if "split" not in table.column_names:
-            raise InputError(f"prompts have no 'split' column to select {cfg.split!r} from")
+            raise InputError(
+                f"prompts have no 'split' column to select {cfg.split!r} from",
+                file=where,
+                field="split",
+            )
         keep = [s == cfg.split for s in table.column("split").to_pylist()]
         table = table.filter(pa.array(keep))
     rows = list(zip(table.column("prompt_id").to_pylist(), table.column("messages").to_pylist()))
@@ -95,39 +104,10 @@ def _model_path(path: str, workdir: Path) -> str:
 
     if not is_adapter_dir(path):
         return model_ref(path)
-    load_policy(path, dtype="float32").save_pretrained(str(workdir))
-    load_tokenizer(path).save_pretrained(str(workdir))
+    with quiet_hf():
+        load_policy(path, dtype="float32").save_pretrained(str(workdir))
+        load_tokenizer(path).save_pretrained(str(workdir))
     return str(workdir)
-
-
-def _generate(
-    model: str, prompts: list[list[dict]], seeds: list[list[int]], cfg: EvalConfig, bar: _Bar
-):
-    """One completion per prompt, generated in chunks of the backend's batch size so that the
-    progress bar moves."""
-    from sweetspot.sampling.backends import get_generator
-
-    opts = {
-        "model": model,
-        "temperature": cfg.temperature,
-        "top_p": cfg.top_p,
-        "max_new_tokens": cfg.max_new_tokens,
-        **cfg.generator_options,
-    }
-    gen = get_generator(cfg.generator, **opts)
-    chunk = max(1, int(cfg.generator_options.get("batch_size", 16)))
-    out = []
-    try:
-        for start in range(0, len(prompts), chunk):
-            part = gen.generate(
-                prompts[start : start + chunk], n=1, seeds=seeds[start : start + chunk]
-            )
-            out.extend(c[0] for c in part)
-            bar.advance(len(part))
-        return out
-    finally:
-        del gen
-        gc.collect()
 
 
 def _judge(cfg: EvalConfig):
@@ -158,12 +138,18 @@ def evaluate(
     """Compare ``policy`` with ``baseline`` (a model, or a JSON/JSONL file of reference outputs)
     on held-out ``prompts``, judged by the reward ``cfg.judge``.
 
-    Writes ``out_dir/eval/outputs.jsonl`` (one row per prompt: both responses, rewards,
-    preference, lengths), ``out_dir/eval/summary.json`` (win rate with its Wilson 95% interval,
-    AlpacaEval-2-style length-controlled win rate, mean lengths, judge) and, when asked,
-    ``out_dir/eval/model_outputs.json`` in AlpacaEval's format. Returns the summary.
+    Writes ``out_dir/outputs.jsonl`` (one row per prompt: both responses, rewards,
+    preference, lengths), ``out_dir/summary.json`` (win rate with its Wilson 95% interval,
+    the length-controlled win rate of AlpacaEval 2's minimal GLM, mean lengths, judge) and, when
+    asked, ``out_dir/model_outputs.json`` in AlpacaEval's format. Returns the summary.
+
+    Responses are generated in shards that a rerun reuses (``sweetspot.evaluation.outputs``):
+    the policy's in ``out_dir/policy-outputs/<key>/``, the baseline's in
+    ``cfg.baseline_cache/<key>/`` (default ``out_dir/baseline-outputs/``), keyed by the
+    model, the prompts and the generation settings. A killed evaluation resumes where it
+    stopped; a baseline already generated with the same settings is not generated again.
     """
-    eval_dir = Path(out_dir) / EVAL_DIR
+    eval_dir = Path(out_dir)
     items = load_eval_prompts(prompts, cfg)
     from_file = is_outputs_file(baseline)
     if not from_file and Path(str(baseline)).suffix in (".json", ".jsonl"):
@@ -188,8 +174,9 @@ def _evaluate(
     from sweetspot.sampling.seeds import sample_seed
 
     messages = [m for _, m in items]
+    pids = [pid for pid, _ in items]
     # Policy and baseline share each prompt's seed (common random numbers).
-    seeds = [[sample_seed(cfg.seed, pid, 0)] for pid, _ in items]
+    seeds = [sample_seed(cfg.seed, pid, 0) for pid in pids]
     if from_file:  # match before generating, so a wrong file fails fast
         ref_texts, ref_generator = _match_references(Path(baseline), items)
         missing = sum(t is None for t in ref_texts)
@@ -199,9 +186,28 @@ def _evaluate(
                 file=str(baseline),
             )
     work = eval_dir / ".merged-policy"
-    bar.phase(f"policy {policy_name}", len(items))
-    policy_out = _generate(_model_path(str(policy), work), messages, seeds, cfg, bar)
-    shutil.rmtree(work, ignore_errors=True)
+    outputs_info: dict[str, Any] = {}
+
+    def generate(side: str, model: str, root: Path, label: str) -> list[dict[str, Any]]:
+        key = generation_key(model, pids, cfg)
+        folder = cache_entry(root, key)
+        bar.phase(label, len(items))
+        try:
+            out, generated = generate_cached(
+                lambda: _model_path(model, work), items, seeds, cfg, folder, key, bar.advance
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        outputs_info[side] = {
+            "dir": str(folder),
+            "generated": generated,
+            "reused": len(items) - generated,
+        }
+        return out
+
+    policy_out = generate(
+        "policy", str(policy), eval_dir / POLICY_OUTPUTS_DIR, f"policy {policy_name}"
+    )
 
     if from_file:
         baseline_name = ref_generator or Path(baseline).stem
@@ -212,22 +218,22 @@ def _evaluate(
     else:
         missing = 0
         baseline_name = Path(str(baseline)).name or str(baseline)
-        bar.phase(f"baseline {baseline_name}", len(items))
-        base_out = _generate(_model_path(str(baseline), work), messages, seeds, cfg, bar)
-        shutil.rmtree(work, ignore_errors=True)
+        root = Path(cfg.baseline_cache) if cfg.baseline_cache else eval_dir / BASELINE_OUTPUTS_DIR
+        base_out = generate("baseline", str(baseline), root, f"baseline {baseline_name}")
         keep = list(range(len(items)))
-        baseline_texts = [c.text for c in base_out]
-        baseline_tokens = [c.n_tokens for c in base_out]
-        baseline_finish = [c.finish_reason for c in base_out]
+        baseline_texts = [c["text"] for c in base_out]
+        baseline_tokens = [c["n_tokens"] for c in base_out]
+        baseline_finish = [c["finish_reason"] for c in base_out]
 
     bar.phase(f"judge {cfg.judge}", 2)
-    scorer = _judge(cfg)
     judged_msgs = [messages[i] for i in keep]
-    policy_texts = [policy_out[i].text for i in keep]
-    r_policy = np.asarray(scorer.score(judged_msgs, policy_texts), dtype=np.float64)
-    bar.advance(1)
-    r_base = np.asarray(scorer.score(judged_msgs, baseline_texts), dtype=np.float64)
-    bar.advance(1)
+    policy_texts = [policy_out[i]["text"] for i in keep]
+    with quiet_hf():
+        scorer = _judge(cfg)
+        r_policy = np.asarray(scorer.score(judged_msgs, policy_texts), dtype=np.float64)
+        bar.advance(1)
+        r_base = np.asarray(scorer.score(judged_msgs, baseline_texts), dtype=np.float64)
+        bar.advance(1)
     finite = np.isfinite(r_policy) & np.isfinite(r_base)
     if not finite.any():
         raise InputError("the judge gave no finite score to any pair")
@@ -247,16 +253,16 @@ def _evaluate(
             {
                 "prompt_id": pid,
                 "instruction": instruction_of(msgs),
-                "policy_output": c.text,
+                "policy_output": c["text"],
                 "baseline_output": baseline_texts[j],
                 "policy_reward": float(r_policy[j]),
                 "baseline_reward": float(r_base[j]),
                 "preference": next(pref_iter) if finite[j] else None,
-                "policy_len": len(c.text),
+                "policy_len": len(c["text"]),
                 "baseline_len": len(baseline_texts[j]),
-                "policy_n_tokens": c.n_tokens,
+                "policy_n_tokens": c["n_tokens"],
                 "baseline_n_tokens": baseline_tokens[j],
-                "policy_finish_reason": c.finish_reason,
+                "policy_finish_reason": c["finish_reason"],
                 "baseline_finish_reason": baseline_finish[j],
             }
         )
@@ -278,7 +284,7 @@ def _evaluate(
         **stats,
         "mean_len_policy": float(len_p.mean()),
         "mean_len_baseline": float(len_b.mean()),
-        "mean_tokens_policy": float(np.mean([policy_out[i].n_tokens for i in keep])),
+        "mean_tokens_policy": float(np.mean([policy_out[i]["n_tokens"] for i in keep])),
         "mean_tokens_baseline": float(np.mean(tokens_b)) if tokens_b else None,
         "length_unit": "characters",
         "generation": {
@@ -288,6 +294,7 @@ def _evaluate(
             "max_new_tokens": cfg.max_new_tokens,
             "seed": cfg.seed,
         },
+        "outputs": outputs_info,
         "config": cfg.model_dump(),
     }
     with atomic_path(eval_dir / OUTPUTS_FILE) as tmp, open(tmp, "w", encoding="utf-8") as f:
@@ -297,7 +304,7 @@ def _evaluate(
         path = write_model_outputs(
             eval_dir / ALPACA_FILE,
             [instruction_of(m) for m in messages],
-            [c.text for c in policy_out],
+            [c["text"] for c in policy_out],
             policy_name,
         )
         summary["alpaca_eval_export"] = str(path)

@@ -2,6 +2,7 @@
 
 from sweetspot.training.config import LoraSettings, TrainConfig, make_train_config
 from sweetspot.training.dpo import train_dpo
+from sweetspot.training.launch import launch_training
 from sweetspot.training.policy import load_policy
 from sweetspot.training.presets import PRESETS, preset_names
 
@@ -9,6 +10,7 @@ __all__ = [
     "PRESETS",
     "LoraSettings",
     "TrainConfig",
+    "launch_training",
     "load_policy",
     "make_train_config",
     "preset_names",

@@ -13,6 +13,7 @@ from typing import Any
 from sweetspot.errors import ConfigError, InputError
 from sweetspot.io import write_json_atomic
 from sweetspot.manifest import library_versions
+from sweetspot.quiet import quiet_hf
 from sweetspot.training.config import TrainConfig
 from sweetspot.training.data import load_pair_rows
 from sweetspot.training.policy import is_adapter_dir, load_policy, load_tokenizer, model_ref
@@ -52,7 +53,8 @@ def _tmp_dir(out_dir: Path) -> Path:
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
         raise InputError(
-            "output folder exists and is not empty (use --overwrite)", file=str(out_dir)
+            "output folder exists and is not empty (use --force to move it aside)",
+            file=str(out_dir),
         )
 
 
@@ -110,7 +112,9 @@ def _dpo_args(cfg: TrainConfig, precision: str, tmp: Path, on_cpu: bool):
         beta=cfg.beta,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler_type,
-        # transformers 5 reads a warmup_steps value below 1 as a ratio of the total steps.
+        # transformers >= 5 (the floor in pyproject.toml) has no warmup_ratio: a warmup_steps
+        # value below 1 is the ratio, ceil(ratio * total steps). tests/test_train.py checks the
+        # scheduler's actual warmup against it.
         warmup_steps=cfg.warmup_ratio,
         num_train_epochs=cfg.num_train_epochs,
         max_steps=cfg.max_steps,
@@ -156,17 +160,25 @@ def train_dpo(
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
     rows = load_pair_rows(pairs_path)
+    # One rich bar replaces the per-library tqdm bars (loading, tokenizing, shard writing).
+    with quiet_hf():
+        return _train(rows, pairs_path, model, out_dir, cfg, ref_model, progress)
+
+
+def _train(
+    rows: list[dict[str, Any]],
+    pairs_path: str | Path,
+    model: str | Path,
+    out_dir: Path,
+    cfg: TrainConfig,
+    ref_model: str | Path | None,
+    progress: bool,
+) -> dict[str, Any]:
     model_id = model_ref(model)
     ref_id = model_ref(ref_model) if ref_model is not None else None
 
-    import datasets
-    import transformers
     from datasets import Dataset
     from trl import DPOTrainer
-
-    # One rich bar replaces the per-library tqdm bars (loading, tokenizing, shard writing).
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
 
     precision = resolve_precision(cfg.precision)
     import torch
@@ -260,6 +272,7 @@ def train_dpo(
     for row in callback.rows:
         if "loss" in row:
             last = row
+    mean_loss = float(result.training_loss)
     summary = {
         "out_dir": str(out_dir),
         "model": model_id,
@@ -268,7 +281,10 @@ def train_dpo(
         "pairs": str(pairs_path),
         "n_pairs": len(rows),
         "steps": int(trainer.state.global_step),
-        "train_loss": float(result.training_loss),
+        # The two losses of a run, named for what they are (see docs/training.md):
+        "train_loss_mean": mean_loss,  # mean over every step: transformers' `train_loss`
+        "final_loss": float(last["loss"]) if "loss" in last else None,  # last logged step
+        "final_step": int(last["step"]) if "step" in last else None,
         "final": {k: float(last[k]) for k in KEY_METRICS if k in last},
         "runtime_s": round(runtime, 2),
         "lora": cfg.lora is not None,
@@ -280,6 +296,9 @@ def train_dpo(
         **cfg.model_dump(),
         "precision_effective": precision,
         "gradient_checkpointing_effective": args.gradient_checkpointing,
+        "total_steps": int(trainer.state.max_steps),
+        # what the scheduler used: ceil(warmup_ratio * total_steps), transformers' rule
+        "warmup_steps_effective": int(args.get_warmup_steps(trainer.state.max_steps)),
         "model": model_id,
         "ref_model": ref_id,
         "pairs": str(Path(pairs_path).resolve()),
@@ -299,12 +318,10 @@ def train_dpo(
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:
-    """Move the finished ``tmp`` folder onto ``out_dir`` (replacing an old one last)."""
-    old = None
+    """Move the finished ``tmp`` folder onto ``out_dir``; an old one there (``overwrite``) is
+    moved aside into ``superseded/`` beside it, never deleted."""
     if out_dir.exists():
-        old = out_dir.parent / f".old-{out_dir.name}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir, old)
+        from sweetspot.aside import move_aside
+
+        move_aside([out_dir], out_dir.parent, out_dir.name)
     os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
