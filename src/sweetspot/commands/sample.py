@@ -23,13 +23,13 @@ def _body(make_cfg, *, _given: set[str], output: Path, **prompt_kwargs: Any) -> 
     from sweetspot.config import resolve_prompt_source
     from sweetspot.models import resolve_model
     from sweetspot.prompts import load_prompts
+    from sweetspot.quiet import quiet_hf
     from sweetspot.sampling import run_sampling
 
     model_cls, _, opts = _prompt_options()
     pcfg = build_config(model_cls, given_values(opts, prompt_kwargs, _given), opts)
     cfg = make_cfg()
     cfg = cfg.model_copy(update={"model": resolve_model(cfg.model)})
-    quiet_libraries()
     source, split = resolve_prompt_source(pcfg.source, pcfg.split)
     table = load_prompts(
         source,
@@ -38,7 +38,8 @@ def _body(make_cfg, *, _given: set[str], output: Path, **prompt_kwargs: Any) -> 
         limit=pcfg.limit,
         shuffle_seed=pcfg.shuffle_seed,
     )
-    summary = run_sampling(output, cfg, table)
+    with quiet_hf():
+        summary = run_sampling(output, cfg, table)
     print_summary(summary)
 
 
@@ -74,21 +75,6 @@ shard size or restarts.
 
 
 sample = _command()
-
-
-def quiet_libraries() -> None:
-    """Keep transformers' own progress bars and notices out of the stage's output."""
-    import os
-
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:
-        return
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
 
 
 def print_summary(summary: dict) -> None:
