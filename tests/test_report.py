@@ -106,7 +106,7 @@ def make_round(
                 "strategy": name,
                 "prompts_in": n_prompts + 2,
                 "pairs_out": n_prompts,
-                "drop_reasons": {"sigma_zero": 1, "identical_text": 1, "too_few": 0},
+                "dropped": {"zero_sigma": 1, "identical_text": 1, "too_few_rewards": 0},
             }
             (rd / "pairs" / f"{name}.json").write_text(json.dumps(stats))
     if "model" in stages:
@@ -121,6 +121,8 @@ def make_round(
             for s in range(1, 7)
         ]
         (rd / "model" / "train_log.jsonl").write_text("\n".join(json.dumps(x) for x in log) + "\n")
+        summary = {"final_loss": log[-1]["loss"], "train_loss_mean": 0.6}
+        (rd / "model" / "train_summary.json").write_text(json.dumps(summary))
     if "eval" in stages:
         (rd / "eval").mkdir(parents=True)
         summary = {
@@ -136,10 +138,24 @@ def make_round(
     return rewards
 
 
+def write_config(root: Path, **pairs) -> None:
+    """The resolved config `sweetspot run` writes: the report reads the strategies from it."""
+    from sweetspot.config import dump_config, parse_config
+
+    cfg = parse_config(
+        {
+            "policy": {"model": "m"},
+            "pairs": {"strategies": ["sweet-spot", "conventional"], "train_on": "sweet-spot",
+                      **pairs},
+        }
+    )  # fmt: skip
+    (root / "config.yaml").write_text(dump_config(cfg))
+
+
 def test_full_run_report_has_every_figure(tmp_path):
     make_round(tmp_path, 0)
     make_round(tmp_path, 1)
-    (tmp_path / "config.yaml").write_text("pairs:\n  train_on: sweet-spot\n")
+    write_config(tmp_path)
     path = write_report(tmp_path)
     assert path == tmp_path / "report.html"
     page = parse(path)
@@ -158,8 +174,28 @@ def test_full_run_report_has_every_figure(tmp_path):
     assert "of 12 prompts." in text
 
 
+def test_report_reads_the_run_config_and_the_stage_files(tmp_path):
+    """ddof comes from the pair settings, the loss is the one the training summary names, an LC
+    rate that could not be fitted is not drawn but explained, and only the configured strategies'
+    files are read (by the names their stage declares)."""
+    make_round(tmp_path, 0)
+    write_config(tmp_path, ddof=1)
+    ev = tmp_path / "round-0" / "eval" / "summary.json"
+    summary = json.loads(ev.read_text())
+    summary.update(lc_win_rate=None, lc_ci_low=None, lc_ci_high=None,
+                   lc_note="LC not fitted: longer wins on every prompt")  # fmt: skip
+    ev.write_text(json.dumps(summary))
+    (tmp_path / "round-0" / "pairs" / "stray.json").write_text(json.dumps({"pairs_out": 99}))
+    text = " ".join(parse(write_report(tmp_path)).text)
+    assert "σ with ddof 1" in text
+    assert "0.3900" in text  # final_loss of the training summary
+    assert "LC not fitted: longer wins on every prompt" in text
+    assert "stray" not in text
+
+
 def test_partial_run_has_figures_for_what_exists_and_notes_for_the_rest(tmp_path):
     make_round(tmp_path, 0, stages=("scores",))
+    write_config(tmp_path)
     page = parse(write_report(tmp_path, out=tmp_path / "partial.html"))
     assert set(page.images) == {"fig-rewards", "fig-min-z"}
     text = " ".join(page.text)

@@ -14,13 +14,7 @@ import numpy as np
 
 from sweetspot.errors import InputError
 from sweetspot.report import plots
-from sweetspot.report.data import (
-    RoundData,
-    drop_reasons,
-    first_number,
-    load_run,
-    rewards_by_prompt,
-)
+from sweetspot.report.data import RoundData, RunInfo, load_run, rewards_by_prompt, run_info
 from sweetspot.report.html import Section, fig_to_png, render_page
 
 __all__ = ["FIGURE_IDS", "write_report", "win_rates"]
@@ -28,39 +22,27 @@ __all__ = ["FIGURE_IDS", "write_report", "win_rates"]
 FIGURE_IDS = ("rewards", "z-histograms", "min-z", "drops", "training", "win-rates")
 
 
-def _ci(summary: dict, prefix: str) -> tuple[float | None, float | None]:
-    for key in (f"{prefix}_ci", f"{prefix}_ci95", f"{prefix}_interval"):
-        val = summary.get(key)
-        if isinstance(val, (list, tuple)) and len(val) == 2:
-            return float(val[0]), float(val[1])
-        if isinstance(val, dict):
-            lo = first_number(val, "low", "lo", "lower")
-            hi = first_number(val, "high", "hi", "upper")
-            if lo is not None and hi is not None:
-                return lo, hi
-    # sweetspot evaluate writes ci_low/ci_high (win rate) and lc_ci_low/lc_ci_high (LC)
-    short = "" if prefix == "win_rate" else prefix.removesuffix("_win_rate") + "_"
-    lo = first_number(summary, f"{prefix}_ci_low", f"{short}ci_low")
-    hi = first_number(summary, f"{prefix}_ci_high", f"{short}ci_high")
-    return lo, hi
-
-
 def win_rates(summary: dict | None) -> list[tuple[str, float, float | None, float | None]]:
     """(metric, value, low, high) for the raw and length-controlled win rates of an evaluation
-    summary (``sweetspot evaluate`` gives them in percent)."""
+    summary (``sweetspot evaluate`` gives them in percent); an LC rate that could not be fitted
+    (separated data) is left out."""
     if not isinstance(summary, dict):
         return []
     out = []
-    for prefix, label in (("win_rate", "win rate"), ("lc_win_rate", "LC win rate")):
-        val = first_number(summary, prefix)
-        if val is None:
-            continue
-        lo, hi = _ci(summary, prefix)
-        out.append((label, val, lo, hi))
+    for key, lo, hi, label in (
+        ("win_rate", "ci_low", "ci_high", "win rate"),
+        ("lc_win_rate", "lc_ci_low", "lc_ci_high", "LC win rate"),
+    ):
+        val = summary.get(key)
+        if isinstance(val, (int, float)) and not isinstance(val, bool):
+            out.append((label, float(val), summary.get(lo), summary.get(hi)))
     return out
 
 
 def _final_loss(rd: RoundData) -> float | None:
+    """The DPO loss of the last logged step, as the training summary names it."""
+    if rd.train_summary and isinstance(rd.train_summary.get("final_loss"), (int, float)):
+        return float(rd.train_summary["final_loss"])
     losses = [r["loss"] for r in rd.train_log if isinstance(r.get("loss"), (int, float))]
     return float(losses[-1]) if losses else None
 
@@ -72,18 +54,8 @@ def _manifest(run_dir: Path) -> dict:
         return {}
 
 
-def _train_strategy(run_dir: Path) -> str | None:
-    try:
-        import yaml
-
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-        return (cfg.get("pairs") or {}).get("train_on")
-    except Exception:
-        return None
-
-
 def _overview(rounds: list[RoundData], train_on: str | None) -> Section:
-    head = ["round", "prompts scored", "samples scored", "pairs kept", "final loss", "win rate"]
+    head = ["round", "prompts scored", "samples scored", "pairs kept", "final DPO loss", "win rate"]
     rows = []
     for rd in rounds:
         rewards = rewards_by_prompt(rd.scores) if rd.scores is not None else {}
@@ -149,8 +121,8 @@ def _figure(sec_id: str, title: str, caption: str, fig, missing: str) -> Section
     return Section(sec_id, title, caption, image=fig_to_png(fig))
 
 
-def _build_sections(run_dir: Path, rounds: list[RoundData], seed: int) -> list[Section]:
-    train_on = _train_strategy(run_dir)
+def _build_sections(rounds: list[RoundData], info: RunInfo, seed: int) -> list[Section]:
+    train_on = info.train_on
     sections = [_overview(rounds, train_on)]
     multi = len(rounds) > 1
     scored = [rd for rd in rounds if rd.scores is not None and rd.scores.num_rows]
@@ -163,9 +135,9 @@ def _build_sections(run_dir: Path, rounds: list[RoundData], seed: int) -> list[S
             "rewards",
             "Reward distribution of sampled prompts" + where,
             "Each panel is one prompt's n rewards. Lines mark the seven positions of the paper: "
-            "min, μ−2σ, μ−σ, μ, μ+σ, μ+2σ, max (σ with ddof 0). The sweet-spot rejected "
-            "response is the one nearest μ−2σ.",
-            plots.fig_reward_distributions(rewards, seed=seed),
+            f"min, μ−2σ, μ−σ, μ, μ+σ, μ+2σ, max (σ with ddof {info.ddof:g}, as the pairs). The "
+            "sweet-spot rejected response is the one nearest μ−2σ.",
+            plots.fig_reward_distributions(rewards, seed=seed, ddof=info.ddof),
             "No scored samples yet (scores/ is missing or empty).",
         )
     )
@@ -209,7 +181,7 @@ def _build_sections(run_dir: Path, rounds: list[RoundData], seed: int) -> list[S
     outcomes = {}
     for rd in rounds:
         for name, stats in rd.pair_stats.items():
-            counts = {"kept": int(first_number(stats, "pairs_out") or 0), **drop_reasons(stats)}
+            counts = {"kept": int(stats.get("pairs_out") or 0), **(stats.get("dropped") or {})}
             outcomes[f"round-{rd.index} · {name}" if multi else name] = counts
     sections.append(
         _figure(
@@ -241,17 +213,18 @@ def _build_sections(run_dir: Path, rounds: list[RoundData], seed: int) -> list[S
         for metric, v, lo, hi in win_rates(rd.eval_summary):
             rates.append((f"round-{rd.index}", metric, v, lo, hi))
         if rd.eval_summary:
-            judge = rd.eval_summary.get("judge") or rd.eval_summary.get("judge_model")
-            note = rd.eval_summary.get("note") or rd.eval_summary.get("caveat")
+            judge, note = rd.eval_summary.get("judge"), rd.eval_summary.get("note")
             if judge or note:
                 judges.append(f"round-{rd.index}: " + (note or f"judge {judge}."))
+            if rd.eval_summary.get("lc_note"):
+                judges.append(f"round-{rd.index}: {rd.eval_summary['lc_note']}")
     win = _figure(
         "win-rates",
         "Win rate against the baseline",
         "Share of held-out prompts on which the judge prefers the trained policy's response "
         "to the baseline's (ties count half), with 95% intervals; the length-controlled rate "
-        "follows AlpacaEval 2 (a logistic model with a length term, read at zero length "
-        "difference). 50% = no change.",
+        "is AlpacaEval's minimal length GLM (intercept + length term, read at zero length "
+        "difference; no instruction-difficulty term). 50% = no change.",
         plots.fig_win_rates(rates),
         "No evaluation yet (eval/).",
     )
@@ -272,8 +245,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int =
     if not run_dir.is_dir():
         raise InputError("no such run folder", file=str(run_dir))
     require("matplotlib", what="the HTML report")
-    rounds = load_run(run_dir)
-    sections = _build_sections(run_dir, rounds, seed)
+    info = run_info(run_dir)
+    rounds = load_run(run_dir, info)
+    sections = _build_sections(rounds, info, seed)
     manifest = _manifest(run_dir)
     done = sum(1 for s in manifest.get("stages", {}).values() if s.get("status") == "done")
     meta = (

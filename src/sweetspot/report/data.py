@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from sweetspot.io import list_table_files, read_table_file
+from sweetspot.io import read_table_file
 
 _ROUND = re.compile(r"^round-(\d+)$")
 
@@ -28,7 +27,42 @@ class RoundData:
     pairs: dict[str, pa.Table] = field(default_factory=dict)
     pair_stats: dict[str, dict] = field(default_factory=dict)
     train_log: list[dict] = field(default_factory=list)
+    train_summary: dict | None = None
     eval_summary: dict | None = None
+
+
+@dataclass
+class RunInfo:
+    """What the report needs from the run's resolved config (``RUN_DIR/config.yaml``)."""
+
+    strategies: list[str] = field(default_factory=list)
+    train_on: str | None = None
+    format: str = "parquet"
+    ddof: float = 0.0
+
+
+def run_info(run_dir: Path) -> RunInfo:
+    """The strategies, pair file format, training strategy and ddof of the run, read from the
+    config ``sweetspot run`` wrote (a missing or unreadable config: nothing is known)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        return RunInfo()
+    from sweetspot.config import read_yaml_mapping
+    from sweetspot.errors import InputError
+    from sweetspot.pairs import parse_strategies
+
+    try:
+        pairs = read_yaml_mapping(path).get("pairs") or {}
+        specs = pairs.get("strategies") or ["sweet-spot"]
+        names = [s.name for s in parse_strategies(specs)]
+    except (InputError, ValueError, AttributeError):
+        return RunInfo()
+    return RunInfo(
+        strategies=names,
+        train_on=pairs.get("train_on") or (names[0] if names else None),
+        format=pairs.get("format") or "parquet",
+        ddof=float(pairs.get("ddof") or 0.0),
+    )
 
 
 def round_dirs(run_dir: Path) -> list[tuple[int, Path]]:
@@ -42,13 +76,9 @@ def round_dirs(run_dir: Path) -> list[tuple[int, Path]]:
 
 
 def _read_folder(path: Path, columns: list[str] | None = None) -> pa.Table | None:
-    if not path.exists():
-        return None
-    try:
-        files = list_table_files(path)
-    except Exception:
-        return None
-    tables = [read_table_file(f, columns) for f in files]
+    from sweetspot.shards import shard_files
+
+    tables = [read_table_file(f, columns) for f in shard_files(path)]
     tables = [t for t in tables if t.num_rows]
     return pa.concat_tables(tables, promote_options="default") if tables else None
 
@@ -74,46 +104,32 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _find_eval_summary(eval_dir: Path) -> dict | None:
-    for name in ("summary.json", "eval.json", "results.json", "win_rate.json", "metrics.json"):
-        data = _read_json(eval_dir / name)
-        if isinstance(data, dict):
-            return data
-    for p in sorted(eval_dir.glob("*.json")) if eval_dir.is_dir() else []:
-        data = _read_json(p)
-        if isinstance(data, dict) and any("win" in k for k in data):
-            return data
-    return None
+def load_round(index: int, path: Path, info: RunInfo) -> RoundData:
+    """Load what one round holds (scores, pairs, training, evaluation), each file found by asking
+    its stage's declaration (``sweetspot.stages``)."""
+    from sweetspot.stages import EVALUATE, PAIR, SCORE, TRAIN
 
-
-def load_round(index: int, path: Path) -> RoundData:
-    """Load the scores, pairs, training log and evaluation summary of one round (if present)."""
     rd = RoundData(index=index, path=path)
-    rd.scores = _read_folder(path / "scores", ["prompt_id", "sample_idx", "reward"])
-    pairs_dir = path / "pairs"
-    if pairs_dir.is_dir():
-        for p in sorted(pairs_dir.glob("*.parquet")):
-            if p.name.startswith("."):
-                continue
-            rd.pairs[p.stem] = pq.read_table(p)
-            stats = _read_json(p.with_suffix(".json"))
-            if isinstance(stats, dict):
-                rd.pair_stats[p.stem] = stats
-        for p in sorted(pairs_dir.glob("*.json")):
-            stats = _read_json(p)
-            if not p.name.startswith(".") and isinstance(stats, dict):
-                rd.pair_stats.setdefault(p.stem, stats)
-    for candidate in (path / "model" / "train_log.jsonl", path / "train_log.jsonl"):
-        if candidate.exists():
-            rd.train_log = _read_jsonl(candidate)
-            break
-    rd.eval_summary = _find_eval_summary(path / "eval")
+    rd.scores = _read_folder(SCORE.path(path, "scores"), ["prompt_id", "sample_idx", "reward"])
+    for name in info.strategies:
+        table = PAIR.path(path, "pairs", strategy=name, format=info.format)
+        if table.exists():
+            rd.pairs[name] = read_table_file(table)
+        stats = _read_json(PAIR.path(path, "stats", strategy=name))
+        if isinstance(stats, dict):
+            rd.pair_stats[name] = stats
+    rd.train_log = _read_jsonl(TRAIN.path(path, "log"))
+    summary = _read_json(TRAIN.path(path, "summary"))
+    rd.train_summary = summary if isinstance(summary, dict) else None
+    ev = _read_json(EVALUATE.path(path, "summary"))
+    rd.eval_summary = ev if isinstance(ev, dict) else None
     return rd
 
 
-def load_run(run_dir: Path) -> list[RoundData]:
+def load_run(run_dir: Path, info: RunInfo | None = None) -> list[RoundData]:
     """Every round of the run, in order."""
-    return [load_round(i, p) for i, p in round_dirs(run_dir)]
+    info = info or run_info(run_dir)
+    return [load_round(i, p, info) for i, p in round_dirs(run_dir)]
 
 
 def rewards_by_prompt(scores: pa.Table) -> dict[str, np.ndarray]:
@@ -133,29 +149,3 @@ def rewards_by_prompt(scores: pa.Table) -> dict[str, np.ndarray]:
     pid, rew = pid[order], rew[order]
     starts = np.flatnonzero(np.r_[True, pid[1:] != pid[:-1]])
     return {names[pid[s]]: part for s, part in zip(starts, np.split(rew, starts[1:]))}
-
-
-def drop_reasons(stats: dict) -> dict[str, int]:
-    """The drop-reason counts of a pair strategy's statistics (whatever the key is called)."""
-    for key in ("drop_reasons", "dropped", "drops", "drop_counts"):
-        val = stats.get(key)
-        if isinstance(val, dict) and all(isinstance(v, (int, float)) for v in val.values()):
-            return {str(k): int(v) for k, v in val.items()}
-    for key, val in stats.items():
-        numeric = isinstance(val, dict) and all(isinstance(v, (int, float)) for v in val.values())
-        if "drop" in key and numeric:
-            return {str(k): int(v) for k, v in val.items()}
-    return {}
-
-
-def first_number(d: dict | None, *keys: str) -> float | None:
-    """The first of ``keys`` present in ``d`` as a number (dotted keys look into sub-dicts)."""
-    if not isinstance(d, dict):
-        return None
-    for key in keys:
-        cur: Any = d
-        for part in key.split("."):
-            cur = cur.get(part) if isinstance(cur, dict) else None
-        if isinstance(cur, (int, float)) and not isinstance(cur, bool):
-            return float(cur)
-    return None

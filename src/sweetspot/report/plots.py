@@ -55,7 +55,9 @@ def pick_prompts(rewards: Mapping[str, np.ndarray], k: int = 6, seed: int = 0) -
     return sorted(rng.choice(ids, size=k, replace=False).tolist())
 
 
-def fig_reward_distributions(rewards: Mapping[str, np.ndarray], k: int = 6, seed: int = 0):
+def fig_reward_distributions(
+    rewards: Mapping[str, np.ndarray], k: int = 6, seed: int = 0, ddof: float = 0
+):
     """Small multiples: each sampled prompt's rewards, the seven positions marked."""
     ids = pick_prompts(rewards, k, seed)
     if not ids:
@@ -67,7 +69,7 @@ def fig_reward_distributions(rewards: Mapping[str, np.ndarray], k: int = 6, seed
     for ax, pid in zip(axes.flat, ids):
         r = rewards[pid]
         ax.hist(r, bins=min(30, max(5, len(r) // 2)), color="#9ecae1", edgecolor="white")
-        for name, val, color in zip(POSITIONS, position_values(r), _POS_COLORS):
+        for name, val, color in zip(POSITIONS, position_values(r, ddof), _POS_COLORS):
             ax.axvline(
                 val, color=color, lw=1.6, ls="-" if name in ("min", "max") else "--", label=name
             )
