@@ -227,3 +227,14 @@ def test_progress_is_one_line_per_shard_when_stderr_is_not_a_terminal(tmp_path, 
     assert lines[0].startswith("sampling (fake-test): shard 1/3 done (6 responses")
     assert "6/15 responses" in lines[0] and "responses/s" in lines[0] and "ETA" in lines[0]
     assert "15/15 responses" in lines[2] and "ETA 0:00:00" in lines[2]
+
+
+def test_a_shard_finished_by_a_worker_is_never_undone(tmp_path):
+    from sweetspot.sampling.stage import _Undo
+    from sweetspot.shards import write_shard
+
+    stage = tmp_path / "st"
+    undo = _Undo(stage)  # nothing there yet
+    write_shard(pa.table({"x": [1]}), stage / "samples", 0)  # a Ray actor finished one
+    undo.undo()  # the driver failed before hearing of it
+    assert (stage / "samples" / "part-00000.parquet").exists()

@@ -306,16 +306,22 @@ class _Undo:
     finishing a shard (never anything that was there before)."""
 
     def __init__(self, stage: Path) -> None:
+        from sweetspot.shards import shard_files
+
         self.stage = stage
         self.stage_existed = stage.exists()
         self.samples_existed = (stage / SAMPLES_DIR).exists()
+        self.shards_before = set(shard_files(stage / SAMPLES_DIR))
         self.prompts_existed = (stage / PROMPTS_FILE).exists()
         plan = stage / PLAN_FILE
         self.plan_text = plan.read_text(encoding="utf-8") if plan.exists() else None
 
     def undo(self) -> None:
         from sweetspot.io import write_text_atomic
+        from sweetspot.shards import shard_files
 
+        if set(shard_files(self.stage / SAMPLES_DIR)) - self.shards_before:
+            return  # a worker finished a shard the driver had not heard of yet: keep it all
         if not self.stage_existed:
             shutil.rmtree(self.stage, ignore_errors=True)
             return
