@@ -148,6 +148,7 @@ def test_empty_prompt_table_is_an_error(tmp_path):
     with pytest.raises(InputError, match="no prompts"):
         run_sampling(tmp_path / "st", _cfg(), empty)
     assert isinstance(empty, pa.Table)
+    assert not (tmp_path / "st").exists()
 
 
 def test_unknown_backend_before_anything_is_written(tmp_path):
@@ -238,3 +239,16 @@ def test_a_shard_finished_by_a_worker_is_never_undone(tmp_path):
     write_shard(pa.table({"x": [1]}), stage / "samples", 0)  # a Ray actor finished one
     undo.undo()  # the driver failed before hearing of it
     assert (stage / "samples" / "part-00000.parquet").exists()
+
+
+def test_counts_of_shards_recorded_without_them_are_read_once(tmp_path):
+    import shutil
+
+    prompts, stage = _prompts(tmp_path), tmp_path / "st"
+    first = run_sampling(stage, _cfg(n=3, shard_size=2), prompts)
+    shutil.rmtree(stage / "samples" / ".done")  # as written by an older sweetspot
+    again = run_sampling(stage, _cfg(n=3), prompts)
+    assert again["shards_skipped"] == 3
+    assert (again["samples_total"], again["truncated_total"]) == (15, first["truncated_total"])
+    records = shard_records(stage / "samples")
+    assert sum(r.meta["truncated"] for r in records.values()) == first["truncated_total"]
