@@ -5,12 +5,17 @@ Layout of a stage folder::
     prompts.parquet             the resolved prompts (written once)
     sampling.json               the sampling parameters and the shard plan
     samples/part-00000.parquet  prompt_id, sample_idx, text, n_tokens, finish_reason, seed
+    samples/.done/part-00000.json  its completion record (bytes, sha256, rows, counts)
 
 The plan splits the prompts into shards of ``shard_size`` prompts. A run with ``n`` samples per
 prompt is one *step*; growing n later (say 200 -> 400) adds a step that samples only the indices
 200..399, in new shard files. Shard ``s * P + p`` (P prompt shards) holds prompt shard ``p`` for
 the sample indices of step ``s``, so every (prompt_id, sample_idx) is in exactly one shard file
 and a reader simply concatenates ``samples/part-*.parquet``.
+
+A job is a shard descriptor (prompt rows, sample range); the worker that runs it, in this process
+or a Ray actor, reads its prompts itself and writes the shard and its record
+(``sweetspot.executors``).
 """
 
 from __future__ import annotations
