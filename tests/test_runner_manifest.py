@@ -268,3 +268,29 @@ def test_upstream_narrowed_to_one_file_and_growing_lists(tmp_path):
     assert calls == [("w", ("a", "b")), ("r", "b")]
     with pytest.raises(StageChanged, match="items"):
         run_stage(writer(["b"]), m)  # dropping an item is a change
+
+
+def test_shard_folders_are_fingerprinted_from_their_completion_records(tmp_path, monkeypatch):
+    """A stage's sample or score shards carry their digest from the moment they are written:
+    recording the finished stage hashes none of them."""
+    import pyarrow as pa
+
+    from sweetspot.runner import shard_record_digest
+    from sweetspot.shards import write_shard
+
+    out = tmp_path / "samples"
+
+    def fn():
+        for i in range(20):
+            write_shard(pa.table({"x": [i]}), out, i)
+        return {}
+
+    def no_read(path):
+        raise AssertionError(f"hashed {path}: its completion record has the digest")
+
+    monkeypatch.setattr(fp_mod, "_file_digest", no_read)
+    m = Manifest(tmp_path)
+    stage = Stage("s", fn, [out], key={"k": 1}, resumable=True, recorded=shard_record_digest)
+    assert run_stage(stage, m).status == "ran"
+    assert run_stage(stage, m).status == "skipped"
+    assert len(m.get("s")["files"]) == 20

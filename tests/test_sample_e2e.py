@@ -15,7 +15,7 @@ import pytest
 from sweetspot.errors import InputError
 from sweetspot.prompts import load_prompts
 from sweetspot.sampling import SampleConfig, run_sampling
-from sweetspot.shards import done_shards, read_shards
+from sweetspot.shards import done_shards, read_shards, shard_records
 
 WORDS = ["sea", "sky", "fox", "dog", "poem", "search", "health", "France", "pair", "numbers"]
 
@@ -30,6 +30,18 @@ def _prompt_file(tmp_path, k):
     return f
 
 
+def _files(stage):
+    return {str(p.relative_to(stage)): p.read_bytes() for p in stage.rglob("*") if p.is_file()}
+
+
+def _same_shards(a, b):
+    """The same shard bytes (the records differ only in when they were written)."""
+    ra, rb = shard_records(a), shard_records(b)
+    return {k: (r.bytes, r.sha256) for k, r in ra.items()} == {
+        k: (r.bytes, r.sha256) for k, r in rb.items()
+    } and all((a / k).read_bytes() == (b / k).read_bytes() for k in ra)
+
+
 def _pool(stage):
     t = read_shards(stage / "samples")
     return t.sort_by([("prompt_id", "ascending"), ("sample_idx", "ascending")])
@@ -40,8 +52,8 @@ def _cfg(model, **kw):
     return SampleConfig(**(base | kw))
 
 
-def _cli(*args, timeout=240):
-    env = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+def _cli(*args, timeout=240, env=None):
+    env = os.environ | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"} | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "sweetspot.cli", "sample", *map(str, args)],
         capture_output=True,
@@ -96,7 +108,10 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path, tiny_lm_dir):
     assert r.returncode == 0, r.stderr
     assert f"{16 - len(finished)} written, {len(finished)} already done" in r.stdout
     assert done_shards(stage / "samples") == set(range(16))
-    assert not [p for p in (stage / "samples").iterdir() if not p.name.startswith("part-")]
+    assert [p.name for p in (stage / "samples").iterdir() if not p.name.startswith("part-")] == [
+        ".done"
+    ]
+    assert len(shard_records(stage / "samples")) == 16
     killed, ref = _pool(stage), _pool(reference)
     assert killed.num_rows == 32
     assert killed.equals(ref)  # nothing lost, nothing duplicated, the same samples
@@ -106,7 +121,7 @@ def test_bad_input_exit_2_and_shards_intact(tmp_path, tiny_lm_dir):
     f = _prompt_file(tmp_path, 3)
     stage = tmp_path / "stage"
     run_sampling(stage, _cfg(tiny_lm_dir, shard_size=2, n=2), load_prompts(f))
-    before = {p.name: p.read_bytes() for p in (stage / "samples").iterdir()}
+    before = _files(stage)
 
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
@@ -119,7 +134,7 @@ def test_bad_input_exit_2_and_shards_intact(tmp_path, tiny_lm_dir):
 
     r = _cli("--prompts", f, "--model", tmp_path / "no-model", *common)
     assert r.returncode == 2 and "model folder does not exist" in r.stderr
-    assert {p.name: p.read_bytes() for p in (stage / "samples").iterdir()} == before
+    assert _files(stage) == before
 
 
 def test_ray_executor_pool_equals_local(tmp_path, tiny_lm_dir):
@@ -134,6 +149,8 @@ def test_ray_executor_pool_equals_local(tmp_path, tiny_lm_dir):
         assert s["shards_written"] == 2 and s["executor"] == "ray"
         assert sorted(os.listdir(remote / "samples")) == sorted(os.listdir(local / "samples"))
         assert _pool(remote).equals(_pool(local))
+        # written by the actors, byte for byte what the local executor wrote
+        assert _same_shards(remote / "samples", local / "samples")
 
         # A model that fails to load inside the actor comes back as the same clear InputError.
         empty_model = tmp_path / "empty-model"
@@ -143,6 +160,30 @@ def test_ray_executor_pool_equals_local(tmp_path, tiny_lm_dir):
         assert ray.is_initialized()
     finally:
         ray.shutdown()
+
+
+def test_builtin_model_alias_and_a_failed_load_leaves_no_folder(tmp_path, tiny_lm_dir):
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_lm_dir, cache / "smollm2-135m-instruct")  # stands in for the conversion
+    f = _prompt_file(tmp_path, 2)
+    stage = tmp_path / "stage"
+    env = {"SWEETSPOT_CACHE": str(cache)}
+    args = ["--prompts", f, "--output", stage, "--device", "cpu", "--n", 2, "--max-new-tokens", 4]
+    r = _cli(*args, "--model", "builtin:smollm2-135m-instruct", env=env)
+    assert r.returncode == 0, r.stderr
+    plan = json.loads((stage / "sampling.json").read_text())
+    assert plan["params"]["model"] == "builtin:smollm2-135m-instruct"  # portable, not a path
+    assert len(done_shards(stage / "samples")) == 1
+
+    r = _cli(*args[:3], tmp_path / "other", *args[4:], "--model", "builtin:nope", env=env)
+    assert r.returncode == 2 and "unknown built-in model" in r.stderr
+    empty_model = tmp_path / "empty-model"
+    empty_model.mkdir()
+    r = _cli(*args[:3], tmp_path / "other", *args[4:], "--model", empty_model)
+    assert r.returncode == 2 and "cannot load the model" in r.stderr, r.stderr
+    assert not (tmp_path / "other").exists()
 
 
 @pytest.mark.slow

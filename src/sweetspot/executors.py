@@ -1,82 +1,157 @@
 """Run shard jobs in-process (``local``) or on a Ray cluster (``ray``), writing the same files.
 
-A job is ``(input table, output shard path)``. A *worker* is a function ``pa.Table -> pa.Table``
-built once by ``make_worker()`` (it holds the model). Each output shard is written atomically by
-the driver, so the result does not depend on where a job ran and a killed run loses at most the
-shards in flight.
+A job is a :class:`ShardJob`: a small descriptor (which input shard or rows, which sample range,
+the output path, ...), never data. A *worker* is built once per process or Ray actor by
+``make_worker()`` (it holds the model) and turns a job into a :class:`ShardOutput`: it reads its
+own input and returns the output table with a few counts. :func:`run_job` then writes the output
+shard atomically with its completion record (``sweetspot.shards.write_shard_file``) where the
+worker runs, and hands back only a :class:`ShardResult` (the record and the counts).
+
+Both executors call the very same :func:`run_job`, so the files do not depend on where a job
+ran. On Ray the driver holds the job descriptors and the results, never a table: its memory does
+not grow with the data. A killed run loses at most the shards in flight.
 """
 
 from __future__ import annotations
 
-import io
 import json
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
-from sweetspot.errors import InputError
-from sweetspot.shards import write_shard_file
-
-Worker = Callable[[pa.Table], pa.Table]
-Job = tuple[pa.Table, Path]
-OnDone = Callable[[Path, pa.Table], None]
+from sweetspot.errors import ConfigError, InputError
+from sweetspot.shards import ShardRecord, write_shard_file
 
 EXECUTORS = ("local", "ray")
 
 
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard to compute: picklable and small (paths and ranges, no data)."""
+
+    index: int
+    """The shard's index (its output is ``part-<index>.parquet``)."""
+    output: str
+    """Absolute path of the output shard (on storage every worker can reach)."""
+    spec: dict[str, Any] = field(default_factory=dict)
+    """What the stage's worker needs: input paths, row range, sample range, ... (JSON values)."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ShardJob:
+        d = json.loads(text)
+        return cls(index=int(d["index"]), output=d["output"], spec=d.get("spec") or {})
+
+
+@dataclass
+class ShardOutput:
+    """What a worker makes of a job: the output table, counts for the summary, and what the
+    completion record keeps about the shard."""
+
+    table: pa.Table
+    stats: dict[str, float] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What comes back to the driver for a finished job: no table, only the record and counts."""
+
+    job: ShardJob
+    record: ShardRecord
+    stats: dict[str, float]
+    seconds: float
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "job": asdict(self.job),
+                "record": self.record.to_json(),
+                "stats": self.stats,
+                "seconds": self.seconds,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ShardResult:
+        d = json.loads(text)
+        job = ShardJob(
+            index=int(d["job"]["index"]), output=d["job"]["output"], spec=d["job"]["spec"]
+        )
+        return cls(job, ShardRecord.from_json(d["record"]), d["stats"], float(d["seconds"]))
+
+
+Worker = Callable[[ShardJob], ShardOutput]
+OnDone = Callable[[ShardResult], None]
+
+
+def run_job(worker: Worker, job: ShardJob) -> ShardResult:
+    """Run one job where the worker lives: compute, write the shard and its record, return the
+    small result."""
+    t0 = time.perf_counter()
+    out = worker(job)
+    record = write_shard_file(out.table, job.output, meta=out.meta)
+    return ShardResult(job, record, dict(out.stats), time.perf_counter() - t0)
+
+
 def run_shards(
-    jobs: Sequence[Job],
+    jobs: Sequence[ShardJob],
     make_worker: Callable[[], Worker],
     *,
     executor: str = "local",
     ray_address: str | None = None,
     num_workers: int = 1,
-    num_gpus_per_worker: float = 0,
+    num_gpus_per_worker: float | None = 0,
+    wants_gpu: bool = False,
     on_done: OnDone | None = None,
 ) -> None:
-    """Run every job with a worker built by ``make_worker`` and write each output atomically.
+    """Run every job with a worker built by ``make_worker``; each output is written by the
+    worker's process.
 
-    ``local`` builds the worker once in this process. ``ray`` runs the jobs through Ray Data
-    ``map_batches`` on an actor pool of ``num_workers`` actors (``num_gpus_per_worker`` GPUs each),
-    each actor building the worker once; it connects to ``ray_address`` or starts a small local
-    instance (shut down afterwards). ``on_done(path, table)`` is called after each shard is
-    written. Callers pass only the jobs whose output does not exist yet.
+    ``local`` builds the worker once in this process. ``ray`` runs the job descriptors through
+    Ray Data ``map_batches`` on a fixed pool of ``num_workers`` actors (``ActorPoolStrategy``),
+    each building the worker once and asking Ray for ``num_gpus_per_worker`` GPUs (None: one GPU
+    when ``wants_gpu`` and the cluster has GPUs, else none); it connects to ``ray_address`` or
+    to the instance already started in this process, or starts a small local one (shut down
+    afterwards). ``on_done(result)`` is called in this process after each shard is written. An
+    :class:`InputError` raised by a worker is raised here as it was. Callers pass only the jobs
+    whose output is not done yet.
     """
+    if executor not in EXECUTORS:
+        raise ConfigError(
+            f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}", field="executor"
+        )
     if not jobs:
         return
     if executor == "local":
         _run_local(jobs, make_worker, on_done)
-    elif executor == "ray":
-        _run_ray(jobs, make_worker, ray_address, num_workers, num_gpus_per_worker, on_done)
     else:
-        raise InputError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
+        _run_ray(
+            jobs, make_worker, ray_address, num_workers, num_gpus_per_worker, wants_gpu, on_done
+        )
 
 
-def _run_local(jobs: Sequence[Job], make_worker: Callable[[], Worker], on_done: OnDone | None):
+def _run_local(jobs: Sequence[ShardJob], make_worker: Callable[[], Worker], on_done):
     worker = make_worker()
-    for table, path in jobs:
-        out = worker(table)
-        write_shard_file(out, path)
-        if on_done is not None:
-            on_done(Path(path), out)
-
-
-def table_to_bytes(table: pa.Table) -> bytes:
-    """Serialise a table as an Arrow IPC stream."""
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
-
-
-def table_from_bytes(data: bytes) -> pa.Table:
-    """Read a table back from ``table_to_bytes``."""
-    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    try:
+        for job in jobs:
+            result = run_job(worker, job)
+            if on_done is not None:
+                on_done(result)
+    finally:
+        close = getattr(worker, "close", None)
+        if callable(close):
+            close()
 
 
 class _ShardActor:
-    """A Ray Data actor: builds the worker once, then maps jobs (IPC-serialised tables).
+    """A Ray Data actor: builds the worker once, then runs job descriptors with ``run_job``.
 
     Bad user input (an InputError while building the worker or running a job) is returned as
     data rather than raised, so Ray does not retry a doomed actor and the driver can raise the
@@ -92,42 +167,55 @@ class _ShardActor:
             self.error = _error_to_json(e)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        jobs = batch.column("job").to_pylist()
-        outs: list[bytes] = []
+        results: list[str | None] = []
         errors: list[str | None] = []
-        for data in batch.column("data").to_pylist():
-            error, out = self.error, b""
+        for text in batch.column("job").to_pylist():
+            result, error = None, self.error
             if error is None:
                 try:
-                    out = table_to_bytes(self.worker(table_from_bytes(data)))
+                    result = run_job(self.worker, ShardJob.from_json(text)).to_json()
                 except InputError as e:
                     error = _error_to_json(e)
-            outs.append(out)
+            results.append(result)
             errors.append(error)
         return pa.table(
-            {
-                "job": pa.array(jobs, pa.int64()),
-                "data": pa.array(outs, pa.large_binary()),
-                "error": pa.array(errors, pa.string()),
-            }
+            {"result": pa.array(results, pa.string()), "error": pa.array(errors, pa.string())}
         )
 
 
 def _error_to_json(e: InputError) -> str:
-    return json.dumps({"message": e.message, "file": e.file, "row": e.row, "field": e.field})
+    return json.dumps(
+        {
+            "type": type(e).__name__,
+            "message": e.message,
+            "file": e.file,
+            "row": e.row,
+            "field": e.field,
+        }
+    )
 
 
 def _error_from_json(text: str) -> InputError:
     d = json.loads(text)
-    return InputError(d["message"], file=d["file"], row=d["row"], field=d["field"])
+    cls = ConfigError if d.get("type") == "ConfigError" else InputError
+    return cls(d["message"], file=d["file"], row=d["row"], field=d["field"])
+
+
+def gpus_per_worker(requested: float | None, wants_gpu: bool, cluster_gpus: float) -> float:
+    """GPUs each actor asks Ray for: ``requested`` if given, else one when the worker can use a
+    GPU and the cluster has any, else none."""
+    if requested is not None:
+        return float(requested)
+    return 1.0 if wants_gpu and cluster_gpus > 0 else 0.0
 
 
 def _run_ray(
-    jobs: Sequence[Job],
+    jobs: Sequence[ShardJob],
     make_worker: Callable[[], Worker],
     ray_address: str | None,
     num_workers: int,
-    num_gpus_per_worker: float,
+    num_gpus_per_worker: float | None,
+    wants_gpu: bool,
     on_done: OnDone | None,
 ) -> None:
     try:
@@ -146,10 +234,13 @@ def _run_ray(
             ray.init(num_cpus=max(2, num_workers + 1), include_dashboard=False, log_to_driver=False)
         started = True
     try:
+        gpus = gpus_per_worker(
+            num_gpus_per_worker, wants_gpu, ray.cluster_resources().get("GPU", 0)
+        )
         ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # the caller draws its own progress bar
-        paths = [Path(p) for _, p in jobs]
-        items = [{"job": i, "data": table_to_bytes(t)} for i, (t, _) in enumerate(jobs)]
+        ctx.enable_progress_bars = False  # the stage draws its own progress
+        ctx.print_on_execution_start = False
+        items = [{"job": j.to_json()} for j in jobs]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(
             _ShardActor,
@@ -157,21 +248,21 @@ def _run_ray(
             batch_size=1,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=num_workers),
-            num_gpus=num_gpus_per_worker or None,
+            num_gpus=gpus or None,
         )
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for job, data, error in zip(
-                batch.column("job").to_pylist(),
-                batch.column("data").to_pylist(),
-                batch.column("error").to_pylist(),
-                strict=True,
+            for result, error in zip(
+                batch.column("result").to_pylist(), batch.column("error").to_pylist(), strict=True
             ):
                 if error is not None:
                     raise _error_from_json(error)
-                out = table_from_bytes(data)
-                write_shard_file(out, paths[job])
                 if on_done is not None:
-                    on_done(paths[job], out)
+                    on_done(ShardResult.from_json(result))
     finally:
         if started:
             ray.shutdown()
+
+
+def absolute(path: str | Path) -> str:
+    """``path`` as an absolute path string (what a job carries to another process)."""
+    return str(Path(path).expanduser().resolve())

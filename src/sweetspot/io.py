@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,25 +25,54 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     A reader never sees a half-written file, and a killed writer leaves at most a ``.tmp-*`` file.
+    The file gets the permissions of any new file of the user (``0666`` less the umask, so
+    usually ``0644``): the temporary file is created empty with that mode before the block runs.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    os.close(fd)
+    tmp = _create_temp(path)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
+def _create_temp(path: Path) -> Path:
+    """Create an empty, new ``.tmp-<name>.<random>`` file beside ``path``; the kernel applies the
+    umask to mode 0666 (``tempfile.mkstemp`` would make it 0600)."""
+    for _ in range(100):
+        tmp = path.parent / f".tmp-{path.name}.{secrets.token_hex(6)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"cannot create a temporary file beside {path}")
+
+
+def write_bytes_atomic(
+    path: str | os.PathLike, data: bytes | memoryview, *, sync: bool = True
+) -> None:
+    """Write ``data`` to ``path`` atomically; with ``sync`` the bytes reach the disk before the
+    rename, so a crash of the machine never leaves a renamed but empty file."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
 def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically (numpy values and paths allowed)."""
     write_text_atomic(
         path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n"
     )

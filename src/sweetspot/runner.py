@@ -354,11 +354,9 @@ class Loop:
 
 def shard_record_digest(path: Path, size: int) -> str | None:
     """The digest a shard's completion record holds for ``path``, if its size still matches."""
-    try:
-        from sweetspot.shards import recorded_digest
-    except ImportError:  # an older shards module without completion records
-        return None
-    return recorded_digest(path, size)
+    from sweetspot.shards import SHARD_PATTERN, recorded_digest
+
+    return recorded_digest(path, size) if SHARD_PATTERN.match(path.name) else None
 
 
 def _run_one(

@@ -21,15 +21,13 @@ def _prompt_options():
 
 def _body(make_cfg, *, _given: set[str], output: Path, **prompt_kwargs: Any) -> None:
     from sweetspot.config import resolve_prompt_source
-    from sweetspot.models import resolve_model
     from sweetspot.prompts import load_prompts
     from sweetspot.quiet import quiet_hf
     from sweetspot.sampling import run_sampling
 
     model_cls, _, opts = _prompt_options()
     pcfg = build_config(model_cls, given_values(opts, prompt_kwargs, _given), opts)
-    cfg = make_cfg()
-    cfg = cfg.model_copy(update={"model": resolve_model(cfg.model)})
+    cfg = make_cfg()  # a built-in model alias is resolved by the stage, on each worker
     source, split = resolve_prompt_source(pcfg.source, pcfg.split)
     table = load_prompts(
         source,

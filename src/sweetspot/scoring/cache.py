@@ -1,9 +1,16 @@
 """The reward cache: (prompt_id, sha256 of the response text, reward model key) -> reward.
 
 Rerunning a stage, growing n or adding sample shards never rescores a response that was
-scored with the same reward model and revision. The cache is one SQLite file (WAL journal):
-every insert is a transaction, so a run killed at any moment leaves the file consistent, holding
-everything committed before the kill. Only the driver process reads and writes it.
+scored with the same reward model and revision. The cache is one SQLite file: every insert is
+one transaction, so a run killed at any moment leaves the file consistent, holding everything
+committed before the kill.
+
+Several processes use it at once (the scoring workers, in-process or Ray actors): lookups are
+plain reads, inserts take the write lock up front (``BEGIN IMMEDIATE``) and wait for it up to
+``timeout`` seconds. On one machine the journal is WAL (readers never wait for the writer). WAL
+needs memory shared between the processes, so workers on several machines use the rollback
+journal (``journal="delete"``), which needs only working POSIX file locks on the shared
+filesystem; where the filesystem has none, disable the cache (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from sweetspot.errors import InputError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rewards (
@@ -35,14 +44,33 @@ def text_sha(text: str) -> str:
 class RewardCache:
     """A persistent map from (prompt_id, response sha, model key) to a float64 reward."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, *, journal: str | None = "wal", timeout: float = 300.0
+    ) -> None:
+        """Open (creating if needed) the cache at ``path``.
+
+        ``journal`` sets SQLite's journal mode: ``"wal"`` (processes on one machine),
+        ``"delete"`` (processes on several machines sharing the file), or None to keep the
+        file's mode (a worker opening a cache its driver prepared). ``timeout`` is how long a
+        write waits for another process's.
+        """
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # Autocommit mode: transactions are explicit; the connection may move between threads
+        # (a Ray actor), never used by two at once.
+        self._db = sqlite3.connect(
+            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        if journal is not None:
+            mode = self._db.execute(f"PRAGMA journal_mode={journal}").fetchone()[0]
+            if mode.lower() != journal.lower():
+                raise InputError(
+                    f"cannot set the reward cache's journal to {journal} (another process has it "
+                    "open?)",
+                    file=str(self.path),
+                )
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
-        self._db.commit()
 
     def lookup(
         self, model_key: str, prompt_ids: Sequence[str], shas: Sequence[str]
@@ -91,8 +119,15 @@ class RewardCache:
             (p, s, model_key, None if math.isnan(float(r)) else float(r))
             for p, s, r in zip(prompt_ids, shas, rewards, strict=True)
         ]
-        with self._db:  # one transaction: all rows or none
+        if not rows:
+            return 0
+        self._db.execute("BEGIN IMMEDIATE")  # the write lock now, waiting for other writers
+        try:
             self._db.executemany("INSERT OR REPLACE INTO rewards VALUES (?, ?, ?, ?)", rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")  # one transaction: all rows or none
         return len(rows)
 
     def __len__(self) -> int:

@@ -67,8 +67,11 @@ class ScoreConfig(BaseModel):
         None, description="ray: address of an existing cluster (default: a local instance)."
     )
     num_workers: int = Field(1, ge=1, description="ray: number of scoring actors.")
-    num_gpus_per_worker: float = Field(
-        0, ge=0, description="ray: GPUs per scoring actor (1 on GPU clusters)."
+    num_gpus_per_worker: float | None = Field(
+        None,
+        ge=0,
+        description="ray: GPUs per scoring actor (default: 1 when the reward model runs on a "
+        "GPU, --device is not cpu and the cluster has GPUs; else 0).",
     )
     cache: bool = Field(
         True, description="Reuse rewards of responses scored before by the same model and revision."
