@@ -89,8 +89,9 @@ class WorkerFactory:
         from sweetspot.sampling.backends import get_generator
 
         generator = get_generator(self.backend, **self.options)
-        if self.on_tokens is not None and hasattr(generator, "on_tokens"):
-            generator.on_tokens = self.on_tokens
+        if self.on_tokens is not None:
+            on_tokens = self.on_tokens
+            generator.on_progress = lambda _responses, tokens: on_tokens(tokens)
         if self.on_ready is not None:
             self.on_ready()
         return SampleWorker(generator, self.run_seed)
