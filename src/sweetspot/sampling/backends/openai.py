@@ -158,10 +158,18 @@ class OpenAIGenerator:
     def check_alive(self) -> None:
         """Raise if the server is known to be gone (a started server's process exited)."""
 
-    def _request(self, messages: list[dict], seed: int, cancel: threading.Event) -> Completion:
+    def _request(
+        self,
+        messages: list[dict],
+        seed: int,
+        cancel: threading.Event,
+        max_tokens: int | None = None,
+    ) -> Completion:
         import httpx
 
         body = self.request_body(messages, seed)
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
         for attempt in range(self.max_retries + 1):
             if cancel.is_set():
                 raise _Cancelled()

