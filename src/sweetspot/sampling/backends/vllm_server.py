@@ -34,6 +34,7 @@ from sweetspot.sampling.backends.server import (
     option_flags,
     server_command,
 )
+from sweetspot.sampling.backends.vllm import cpu_engine_defaults
 
 HOST = "127.0.0.1"
 _OWN_FLAGS = ("model", "dtype", "tensor_parallel_size", "trust_remote_code", "host", "port")
@@ -86,7 +87,10 @@ class VLLMServerGenerator(OpenAIGenerator):
                 )
             options.setdefault("generation_config", "vllm")
             options.setdefault("disable_uvicorn_access_log", True)
-            self.dtype = resolve_float_dtype(dtype, gpu_visible())
+            on_gpu = gpu_visible()
+            self.dtype = resolve_float_dtype(dtype, on_gpu)
+            if not on_gpu:
+                options = cpu_engine_defaults(options)
             port = server_port or free_port(HOST)
             command = server_command(
                 python=server_python,
