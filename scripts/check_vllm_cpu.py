@@ -27,15 +27,17 @@ ENGINE = {"enforce_eager": True, "max_model_len": 1024}
 
 
 def descendants(pid: int) -> set[int]:
-    """Live (non-zombie) descendants of ``pid``, from /proc."""
+    """Live (non-zombie) descendants of ``pid``, from /proc; Python's multiprocessing resource
+    tracker (a helper that lives as long as its parent, not an engine process) left out."""
     parents: dict[int, int] = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
                 fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ")
             except OSError:
                 continue
-            if fields[0] != "Z":
+            if fields[0] != "Z" and b"resource_tracker" not in cmd:
                 parents[int(d.name)] = int(fields[1])
     out, todo = set(), [pid]
     while todo:
@@ -170,6 +172,7 @@ def main() -> None:
     greedy = g.generate(msgs, 2, [s[:2] for s in seeds])
     summary["vllm_greedy_n2_ok"] = all(a == b for a, b in greedy)
     engine = descendants(os.getpid())
+    summary["vllm_engine_processes"] = len(engine)
     g.close()
     summary["vllm_close_no_process_left"] = not wait_gone(engine)
     ref = as_rows(pids, seeds, fresh)
