@@ -359,3 +359,15 @@ def test_openai_sampling_options_and_greedy(chat_server):
     assert out[0][0] == out[0][1] == out[0][2]
     assert [r["seed"] for r in state.requests] == [1]  # one request, repeated n times
     assert state.requests[0]["top_k"] == 5
+
+
+def test_the_older_command_line_defaults_are_accepted():
+    # `sweetspot sample` passed base_url=OpenAI's and concurrency=16 for every backend
+    from sweetspot.sampling import SampleConfig
+
+    legacy = dict(base_url="https://api.openai.com/v1", concurrency=16)
+    assert SampleConfig(model="m", backend="hf", **legacy).base_url is None
+    assert SampleConfig(model="m", backend="hf", **legacy).concurrency is None
+    server = SampleConfig(model="m", backend="vllm-server", **legacy)
+    assert (server.base_url, server.concurrency) == (None, 16)  # starts a server
+    assert SampleConfig(model="m", backend="openai", **legacy).base_url == legacy["base_url"]

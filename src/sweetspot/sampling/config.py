@@ -54,6 +54,7 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
     "server_env": ("vllm-server",),
     "server_log": ("vllm-server",),
 }
+_LEGACY_CLI_DEFAULTS = {"base_url": OPENAI_URL, "concurrency": 16}
 _HINTS = {
     ("batch_size", "vllm"): "vLLM schedules its own batches (engine option max_num_seqs)",
     ("batch_size", "vllm-server"): "the server batches the requests in flight (--concurrency)",
@@ -242,8 +243,12 @@ class SampleConfig(BaseModel):
 
     @model_validator(mode="after")
     def _options_apply(self) -> SampleConfig:
-        if self.backend == "vllm-server" and self.base_url == OPENAI_URL:
-            self.base_url = None  # the OpenAI default of an older command line: start a server
+        # The command line passes every option, with its own defaults for these two until it
+        # is generated from these fields: they mean "not given" where they do not apply.
+        for field, legacy in _LEGACY_CLI_DEFAULTS.items():
+            unused = self.backend in BUILTIN_BACKENDS and self.backend not in APPLIES_TO[field]
+            if getattr(self, field) == legacy and (unused or self.backend == "vllm-server"):
+                setattr(self, field, None if field == "base_url" or unused else legacy)
         if self.backend not in BUILTIN_BACKENDS:
             return self  # a registered backend takes what it takes
         for field, backends in APPLIES_TO.items():
