@@ -1,7 +1,8 @@
 """``SampleConfig``: the options of the sample stage (the CLI and the run config map onto it).
 
 Which option applies to which backend is declared once here (``APPLIES_TO``): an option that a
-backend does not use is an error when it differs from its default, never dropped silently.
+backend does not use is an error (``ConfigError``, naming the field) when it differs from its
+default, never dropped silently.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from sweetspot.errors import ConfigError
 
 DEFAULT_SHARD_SIZE = 64
 OPENAI_URL = "https://api.openai.com/v1"
@@ -258,9 +261,10 @@ class SampleConfig(BaseModel):
             if value != default:
                 hint = _HINTS.get((field, self.backend), "")
                 flag = "--" + field.replace("_", "-")
-                raise ValueError(
+                raise ConfigError(
                     f"{field} ({flag}) does not apply to the {self.backend} backend"
-                    + (f": {hint}" if hint else f" (it is for {', '.join(backends)})")
+                    + (f": {hint}" if hint else f" (it is for {', '.join(backends)})"),
+                    field=field,
                 )
         if self.backend == "vllm-server" and self.base_url is not None:
             started = [
@@ -274,12 +278,15 @@ class SampleConfig(BaseModel):
                     + (["engine_options"] if self.engine_options else [])
                     + (["dtype"] if self.dtype != "auto" else [])
                 )
-                raise ValueError(
+                raise ConfigError(
                     f"vllm-server with base_url attaches to a running server: {what} apply "
-                    "only to a server that sweetspot starts (leave base_url unset)"
+                    "only to a server that sweetspot starts (leave base_url unset)",
+                    field="base_url",
                 )
         if self.server_python and self.server_executable:
-            raise ValueError("give server_python or server_executable, not both")
+            raise ConfigError(
+                "give server_python or server_executable, not both", field="server_python"
+            )
         return self
 
     def resolved_dtype(self) -> str | None:
