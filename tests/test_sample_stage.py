@@ -139,8 +139,13 @@ def test_guards_against_mixing_runs(tmp_path):
     with pytest.raises(InputError, match=r"dtype: 'auto' -> 'bfloat16'"):
         run_sampling(stage, _cfg(n=3, dtype="bfloat16"), prompts)
     assert _files(stage) == before
-    s = run_sampling(stage, _cfg(n=1, overwrite=True), prompts.slice(0, 3))
+    s = run_sampling(stage, _cfg(n=1, force=True), prompts.slice(0, 3))
     assert (s["prompts"], s["samples_total"]) == (3, 3)
+    # --force keeps the old stage aside, shards and records included
+    (old,) = (stage / "superseded").iterdir()
+    shards = [k for k in before if k.startswith("samples/part-")]
+    assert len(list((old / "samples").glob("part-*.parquet"))) == len(shards) > 0
+    assert (old / "sampling.json").is_file() and list((old / "samples" / ".done").iterdir())
 
 
 def test_empty_prompt_table_is_an_error(tmp_path):

@@ -42,6 +42,9 @@ class StageSpec:
     """``module:function`` that does the stage's work."""
     execution: tuple[str, ...] = ()
     """Config fields that never change the stage's output (not part of its key)."""
+    key_fn: str | None = None
+    """``module:function(cfg) -> dict``: the key, where it depends on the values (a field that
+    matters for one backend only); default: every field but the execution settings."""
     growable: tuple[str, ...] = ()
     """Key fields that may grow in place (a larger number, a list with more items): the outputs
     are extended, never replaced."""
@@ -67,6 +70,10 @@ class StageSpec:
 
     def key(self, cfg: BaseModel) -> dict[str, Any]:
         """The fields of ``cfg`` that define the stage's output, as JSON values."""
+        if self.key_fn is not None:
+            import json
+
+            return json.loads(json.dumps(_load(self.key_fn)(cfg), sort_keys=True, default=str))
         data = cfg.model_dump(mode="json")
         return {k: v for k, v in sorted(data.items()) if k not in self.execution}
 

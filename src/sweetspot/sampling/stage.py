@@ -38,6 +38,8 @@ from sweetspot.sampling.config import DEFAULT_SHARD_SIZE, PLAN_PARAMS, SampleCon
 from sweetspot.sampling.seeds import sample_seeds
 
 SAMPLES_DIR = "samples"
+# Backends that load the policy from a folder or hub id (a built-in alias resolves to a folder).
+LOCAL_MODEL_BACKENDS = ("hf", "vllm", "ct2", "vllm-server")
 PLAN_FILE = "sampling.json"
 PROMPTS_FILE = "prompts.parquet"
 SAMPLES_SCHEMA = pa.schema(
@@ -50,10 +52,10 @@ SAMPLES_SCHEMA = pa.schema(
         ("seed", pa.int64()),
     ]
 )
-# What defines the samples, compared on every resume: PLAN_PARAMS and the model's dtype (a
-# bf16 model samples other tokens than an fp32 one). Execution settings (batch size, device,
-# executor, workers, progress) are never compared: the samples do not depend on them.
-OUTPUT_PARAMS = tuple(PLAN_PARAMS) + tuple(k for k in ("dtype",) if k not in PLAN_PARAMS)
+# What defines the samples, compared on every resume (``SampleConfig.plan_params``): the model's
+# dtype among them (a bf16 model samples other tokens than an fp32 one). Execution settings
+# (device, executor, workers, progress; batch size except for ct2) are never compared.
+OUTPUT_PARAMS = PLAN_PARAMS
 
 Progress = Callable[[int, int], None]
 
@@ -134,11 +136,11 @@ class WorkerFactory:
         self.on_ready = on_ready
 
     def __call__(self) -> SampleWorker:
-        from sweetspot.models import resolve_model
+        from sweetspot.models import is_builtin, resolve_model
         from sweetspot.sampling.backends import get_generator
 
         options = dict(self.options)
-        if self.backend in ("hf", "vllm"):
+        if is_builtin(str(options.get("model", ""))):
             options["model"] = resolve_model(options["model"])  # a built-in, on this machine
         generator = get_generator(self.backend, **options)
         attach_progress(generator, self.on_progress)
@@ -148,14 +150,10 @@ class WorkerFactory:
 
 
 def attach_progress(generator: Any, on_progress: Progress | None) -> None:
-    """Hook ``on_progress(responses, tokens)`` into a generator: its ``on_progress`` attribute,
-    or the older ``on_tokens(tokens)`` hook (responses are then counted per shard)."""
-    if on_progress is None:
-        return
-    if hasattr(generator, "on_progress"):
+    """Hook ``on_progress(responses, tokens)`` into a generator (every backend calls it as
+    responses finish); a generator without the hook is counted per shard."""
+    if on_progress is not None and hasattr(generator, "on_progress"):
         generator.on_progress = on_progress
-    elif hasattr(generator, "on_tokens"):
-        generator.on_tokens = lambda tokens: on_progress(0, int(tokens))
 
 
 def run_sampling(
@@ -187,8 +185,8 @@ def run_sampling(
             f"unknown backend {cfg.backend!r}: use one of {', '.join(available_generators())}",
             field="backend",
         )
-    model = resolve_model(cfg.model) if cfg.backend in ("hf", "vllm") else cfg.model
-    if cfg.backend in ("hf", "vllm"):
+    model = resolve_model(cfg.model) if cfg.backend in LOCAL_MODEL_BACKENDS else cfg.model
+    if cfg.backend in LOCAL_MODEL_BACKENDS:
         check_model_path(model)
     options = _portable_options(cfg)  # also reads a --chat-template file: fails early
     duplicates = None
@@ -201,18 +199,25 @@ def run_sampling(
         duplicates = prompt_stats(table)["duplicates_removed"]
     if table.num_rows == 0:
         raise InputError("no prompts to sample", file=str(stage / PROMPTS_FILE))
-    if prompts is not None and not cfg.overwrite:
+    if prompts is not None and not cfg.force:
         _check_same_prompts(stage, table)
-    plan, plan_changed = _plan(stage, cfg, table.num_rows, fresh=cfg.overwrite)
+    plan, plan_changed = _plan(stage, cfg, table.num_rows, fresh=cfg.force)
 
     # 2. Create the stage; undo this attempt's creations if it fails before a shard is done.
     undo = _Undo(stage)
     stats = {"shards": 0, "samples": 0, "tokens": 0, "truncated": 0}
     try:
-        if cfg.overwrite:
-            _clear_stage(stage, keep_prompts=prompts is None)
+        if cfg.force:
+            moved = _move_stage_aside(stage, keep_prompts=prompts is None)
+            if moved is not None:
+                from rich.console import Console
+
+                Console(stderr=True).print(
+                    f"--force: the stage's old samples, plan and prompts were moved to {moved}",
+                    highlight=False,
+                )
         if prompts is not None:
-            write_prompts(table, stage, overwrite=cfg.overwrite)
+            write_prompts(table, stage, overwrite=cfg.force)
         if plan_changed:
             from sweetspot.io import write_json_atomic
 
@@ -351,7 +356,7 @@ def _check_same_prompts(stage: Path, table: pa.Table) -> None:
     if old.column("prompt_id").to_pylist() != table.column("prompt_id").to_pylist():
         raise InputError(
             f"the stage folder already holds {old.num_rows} different prompts; use another "
-            "--out, the same prompt options, or --overwrite to start this stage afresh",
+            "--output, the same prompt options, or --force to start this stage afresh",
             file=str(stage / PROMPTS_FILE),
         )
 
@@ -389,7 +394,8 @@ def _portable_options(cfg: SampleConfig) -> dict[str, Any]:
     from sweetspot.sampling.backends.base import looks_local, resolve_chat_template
 
     opts = cfg.generator_options()
-    if cfg.backend in ("hf", "vllm") and not is_builtin(cfg.model) and looks_local(cfg.model):
+    local = cfg.backend in LOCAL_MODEL_BACKENDS
+    if local and not is_builtin(cfg.model) and looks_local(cfg.model):
         opts["model"] = str(Path(cfg.model).expanduser().resolve())
     if opts.get("chat_template") is not None:
         opts["chat_template"] = resolve_chat_template(opts["chat_template"])
@@ -406,12 +412,12 @@ def _plan(
     batch size, device or executor may change freely between attempts.
     """
     path = stage / PLAN_FILE
-    params = {k: getattr(cfg, k) for k in OUTPUT_PARAMS}
+    params = cfg.plan_params()  # the dtype as resolved here, options that matter to the backend
     if fresh or not path.exists():
         if not fresh and any((stage / SAMPLES_DIR).glob("part-*.parquet")):
             raise InputError(
                 "samples exist without sampling.json: cannot tell how they were planned; "
-                "use another --out or --overwrite",
+                "use another --output or --force",
                 file=str(path),
             )
         plan = {
@@ -432,7 +438,7 @@ def _plan(
         changes = "; ".join(f"{k}: {old_params[k]!r} -> {params[k]!r}" for k in diff)
         raise InputError(
             f"this stage was sampled with other options ({changes}); keep them to resume or grow "
-            "n, or use another --out (or --overwrite)",
+            "n, or use another --output (or --force)",
             file=str(path),
         )
     changed = False
@@ -459,11 +465,12 @@ def _plan(
     return plan, changed
 
 
-def _clear_stage(stage: Path, *, keep_prompts: bool) -> None:
-    """``--overwrite``: remove the plan, every sample shard and (unless kept) the prompts."""
-    from sweetspot.shards import remove_shards
+def _move_stage_aside(stage: Path, *, keep_prompts: bool) -> Path | None:
+    """``--force``: move the plan, the samples (with their records) and, unless kept, the prompts
+    into ``superseded/`` of the stage folder; returns where (None: nothing was there)."""
+    from sweetspot.aside import move_aside
 
-    remove_shards(stage / SAMPLES_DIR)
-    (stage / PLAN_FILE).unlink(missing_ok=True)
+    paths = [stage / SAMPLES_DIR, stage / PLAN_FILE]
     if not keep_prompts:
-        (stage / PROMPTS_FILE).unlink(missing_ok=True)
+        paths.append(stage / PROMPTS_FILE)
+    return move_aside(paths, stage, "sample-force")

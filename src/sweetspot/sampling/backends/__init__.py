@@ -4,7 +4,9 @@ their heavy dependencies (torch, vllm, httpx) load only then."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -16,7 +18,9 @@ __all__ = ["Completion", "Generator", "available_generators", "get_generator", "
 _REGISTRY: dict[str, Callable[..., Generator]] = {}
 _BUILTIN = {
     "hf": "sweetspot.sampling.backends.hf",
+    "ct2": "sweetspot.sampling.backends.ct2",
     "vllm": "sweetspot.sampling.backends.vllm",
+    "vllm-server": "sweetspot.sampling.backends.vllm_server",
     "openai": "sweetspot.sampling.backends.openai",
 }
 
@@ -40,7 +44,10 @@ def available_generators() -> list[str]:
 
 
 def get_generator(name: str, **opts: Any) -> Generator:
-    """Build the backend registered as ``name`` with its options."""
+    """Build the backend registered as ``name`` with its options.
+
+    An option the backend does not take is an InputError naming it (never dropped silently).
+    The backend gets an ``on_progress`` attribute (None) if it has none."""
     if name not in _REGISTRY and name in _BUILTIN:
         importlib.import_module(_BUILTIN[name])
     if name not in _REGISTRY:
@@ -48,4 +55,24 @@ def get_generator(name: str, **opts: Any) -> Generator:
             f"unknown backend {name!r}: use one of {', '.join(available_generators())}",
             field="backend",
         )
-    return _REGISTRY[name](**opts)
+    cls = _REGISTRY[name]
+    unknown = _unknown_options(cls, opts)
+    if unknown:
+        raise InputError(
+            f"option(s) {', '.join(unknown)} do not apply to the {name} backend", field=unknown[0]
+        )
+    gen = cls(**opts)
+    if not hasattr(gen, "on_progress"):
+        with contextlib.suppress(AttributeError):  # __slots__: it reports no progress
+            gen.on_progress = None  # type: ignore[attr-defined]
+    return gen
+
+
+def _unknown_options(cls: Any, opts: dict[str, Any]) -> list[str]:
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    return sorted(k for k in opts if k not in params)

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,15 +27,88 @@ class Completion:
     finish_reason: str  # "stop" (end of turn) or "length" (cut at max_new_tokens)
 
 
+ProgressHook = Callable[[int, int], None]
+"""``on_progress(responses, tokens)``: responses finished and tokens generated since the last
+call. Backends call it as work completes (per batch or per finished request)."""
+
+
 class Generator(Protocol):
     """A sampling backend: ``n`` completions for each prompt, sample ``j`` of prompt ``i`` drawn
-    with ``seeds[i][j]`` where the backend can honour per-sample seeds."""
+    with ``seeds[i][j]`` where the backend can honour per-sample seeds.
+
+    Every backend has an ``on_progress`` attribute (default None) that the caller may set to a
+    ``ProgressHook``, and may have a ``close()`` method that frees its engine or server.
+    """
 
     name: str
+    on_progress: ProgressHook | None
 
     def generate(
         self, prompts: list[list[dict]], n: int, seeds: list[list[int]]
     ) -> list[list[Completion]]: ...
+
+
+def report_progress(gen: Any, completions: list[Completion]) -> None:
+    """Call ``gen.on_progress`` (when set) for finished ``completions``."""
+    hook = getattr(gen, "on_progress", None)
+    if hook is not None and completions:
+        hook(len(completions), sum(max(c.n_tokens, 0) for c in completions))
+
+
+def replicate_greedy(
+    prompts: list[list[dict]],
+    n: int,
+    seeds: list[list[int]],
+    generate_one: Callable[[list[list[dict]], list[list[int]]], list[list[Completion]]],
+) -> list[list[Completion]]:
+    """Greedy decoding gives one answer per prompt: generate it once (with the prompt's first
+    seed) and repeat it ``n`` times. vLLM refuses ``n > 1`` with temperature 0, and the other
+    engines would only compute the same tokens n times."""
+    once = generate_one(prompts, [s[:1] for s in seeds])
+    return [[c[0]] * n for c in once]
+
+
+def gpu_visible() -> bool:
+    """Whether this machine has an NVIDIA GPU: ``nvidia-smi -L`` lists one, or an already
+    imported torch sees CUDA. Used to resolve ``dtype auto`` without importing an engine."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            if torch.cuda.is_available():
+                return True
+        except Exception:  # a broken CUDA setup counts as none
+            pass
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and "GPU" in out.stdout
+
+
+FLOAT_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+
+def resolve_float_dtype(dtype: str, on_gpu: bool, *, field: str = "dtype") -> str:
+    """``auto`` -> ``bfloat16`` on a GPU, ``float32`` on a CPU (bf16 is emulated there, slow,
+    and its reruns are not reproducible); names normalised (``fp32`` -> ``float32``)."""
+    if dtype == "auto":
+        return "bfloat16" if on_gpu else "float32"
+    if dtype not in FLOAT_DTYPES:
+        raise InputError(
+            f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16", field=field
+        )
+    return FLOAT_DTYPES[dtype]
 
 
 def looks_local(model: str) -> bool:
@@ -101,3 +180,33 @@ def check_seeds(prompts: list[list[dict]], n: int, seeds: list[list[int]]) -> No
         raise ValueError(f"n must be >= 1, got {n}")
     if len(seeds) != len(prompts) or any(len(s) != n for s in seeds):
         raise ValueError("seeds must hold n seeds for each prompt")
+
+
+class TermAsExit:
+    """While installed, SIGTERM raises SystemExit in the main thread (as Ctrl-C raises
+    KeyboardInterrupt), so that engines and child servers shut down through their finalizers
+    instead of being orphaned. Installed only over the default handler, and only from the main
+    thread; ``restore()`` puts the previous handler back."""
+
+    def __init__(self) -> None:
+        self.previous: Any = None
+        self.installed = False
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        self.previous = signal.signal(signal.SIGTERM, self._handler)
+        self.installed = True
+
+    @staticmethod
+    def _handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    def restore(self) -> None:
+        if (
+            self.installed
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == self._handler
+        ):
+            signal.signal(signal.SIGTERM, self.previous)
+        self.installed = False

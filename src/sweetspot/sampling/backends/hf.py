@@ -13,7 +13,6 @@ expanded in the batch, which is what ``num_return_sequences`` does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from sweetspot.devices import resolve_device, resolve_dtype
@@ -21,23 +20,44 @@ from sweetspot.errors import InputError
 from sweetspot.sampling.backends import register_generator
 from sweetspot.sampling.backends.base import (
     Completion,
+    ProgressHook,
     check_model_path,
     check_seeds,
     encode_chat,
+    report_progress,
     resolve_chat_template,
 )
 
+HF_ENGINE_OPTIONS = ("attn_implementation",)
 
-def load_causal_lm(model: str, *, device: str, dtype: str, trust_remote_code: bool):
-    """Load tokenizer and model, turning loading failures into a clear InputError."""
+
+def load_causal_lm(
+    model: str,
+    *,
+    device: str,
+    dtype: str,
+    trust_remote_code: bool,
+    engine_options: dict[str, Any] | None = None,
+):
+    """Load tokenizer and model, turning loading failures into a clear InputError.
+
+    ``engine_options`` go to ``from_pretrained``; only ``HF_ENGINE_OPTIONS`` are accepted."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     check_model_path(model)
+    extra = dict(engine_options or {})
+    for key in extra:
+        if key not in HF_ENGINE_OPTIONS:
+            raise InputError(
+                f"unknown engine option {key!r} for the hf backend (it takes "
+                f"{', '.join(HF_ENGINE_OPTIONS)})",
+                field="engine_options",
+            )
     dev = resolve_device(device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
         lm = AutoModelForCausalLM.from_pretrained(
-            model, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code
+            model, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code, **extra
         )
     except (OSError, ValueError) as e:
         raise InputError(f"cannot load the model ({e})", file=model, field="model") from None
@@ -112,11 +132,16 @@ class HFGenerator:
         chat_template: str | None = None,
         system_prompt: str | None = None,
         trust_remote_code: bool = False,
+        engine_options: dict[str, Any] | None = None,
     ) -> None:
         from transformers import GenerationConfig
 
         self.tokenizer, self.model, self.device = load_causal_lm(
-            model, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+            model,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            engine_options=engine_options,
         )
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -140,7 +165,7 @@ class HFGenerator:
             pad_token_id=self.tokenizer.pad_token_id,
             bos_token_id=self.tokenizer.bos_token_id,
         )
-        self.on_tokens: Callable[[int], None] | None = None  # progress hook: tokens per batch
+        self.on_progress: ProgressHook | None = None  # (responses, tokens) per batch
 
     def encode(self, messages: list[dict]) -> list[int]:
         """Token ids of one prompt in the chat template, with the generation prompt."""
@@ -193,8 +218,7 @@ class HFGenerator:
             logits_processor=LogitsProcessorList([sampler]),
         )
         completions = [self._completion(row.tolist()) for row in out[:, width:].cpu()]
-        if self.on_tokens is not None:
-            self.on_tokens(sum(c.n_tokens for c in completions))
+        report_progress(self, completions)
         return completions
 
     def _completion(self, tokens: list[int]) -> Completion:

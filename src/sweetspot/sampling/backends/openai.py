@@ -1,28 +1,57 @@
 """The ``openai`` backend: any OpenAI-compatible chat-completions server (vLLM serve,
 llama.cpp server, TGI, a hosted API).
 
-One request per sample (each with its own ``seed``), sent concurrently from a bounded thread
-pool; transient failures (connection errors, 408/409/429, 5xx) are retried with exponential
-backoff and jitter. The API key is read from an environment variable (``OPENAI_API_KEY`` unless
-``api_key_env`` names another). Whether a server honours ``seed`` is up to the server.
+One request per sample (``n: 1``, the sample's own ``seed``), sent concurrently from a bounded
+thread pool; transient failures (connection errors, 408/409/429, 5xx) are retried with
+exponential backoff and jitter, and the first request that fails for good cancels the rest of
+the call. The API key is read from an environment variable (``OPENAI_API_KEY`` unless
+``api_key_env`` names another). Whether a server honours ``seed`` is up to the server (vLLM
+does). ``sampling_options`` are added to every request body: vLLM's extra sampling fields
+(``top_k``, ``min_p``, ``min_tokens``, ``repetition_penalty``, ``ignore_eos``, ...).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
 
 from sweetspot.errors import InputError
 from sweetspot.sampling.backends import register_generator
-from sweetspot.sampling.backends.base import Completion, check_seeds, with_system_prompt
+from sweetspot.sampling.backends.base import (
+    Completion,
+    ProgressHook,
+    check_seeds,
+    replicate_greedy,
+    report_progress,
+    with_system_prompt,
+)
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+DEFAULT_URL = "https://api.openai.com/v1"
+# Request fields that sweetspot sets itself: sampling_options may not override them.
+RESERVED_FIELDS = (
+    "model",
+    "messages",
+    "n",
+    "seed",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stream",
+)
 
 
 class RequestFailed(RuntimeError):
     """A request that failed for good (after retries, or with a non-retryable status)."""
+
+
+class _Cancelled(Exception):
+    """Raised inside a request thread once another request of the call failed for good."""
 
 
 @register_generator("openai")
@@ -35,58 +64,87 @@ class OpenAIGenerator:
         self,
         model: str,
         *,
-        base_url: str = "https://api.openai.com/v1",
+        base_url: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         temperature: float = 0.8,
         top_p: float = 1.0,
         max_new_tokens: int = 512,
         system_prompt: str | None = None,
-        concurrency: int = 16,
+        sampling_options: dict[str, Any] | None = None,
+        concurrency: int | None = None,
         max_retries: int = 6,
         backoff_s: float = 1.0,
         timeout_s: float = 600.0,
-        **ignored: object,  # hf-only options (device, dtype, batch_size, ...) do not apply here
     ) -> None:
         try:
             import httpx
         except ImportError:
             raise InputError(
-                "the openai backend needs httpx: pip install 'sweetspot[openai]'", field="backend"
+                f"the {self.name} backend needs httpx: pip install 'sweetspot[openai]'",
+                field="backend",
             ) from None
-        if ignored.get("chat_template"):
-            raise InputError(
-                "the openai backend uses the server's chat template; --chat-template does not "
-                "apply",
-                field="chat_template",
-            )
         self.model = model
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.base_url = (base_url or DEFAULT_URL).rstrip("/")
+        self.url = self.base_url + "/chat/completions"
+        self.extra = dict(sampling_options or {})
+        reserved = sorted(set(self.extra) & set(RESERVED_FIELDS))
+        if reserved:
+            raise InputError(
+                f"sampling option(s) {', '.join(reserved)} are set by sweetspot (use --n, "
+                "--seed, --temperature, --top-p, --max-new-tokens)",
+                field="sampling_options",
+            )
         key = os.environ.get(api_key_env)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(headers=headers, timeout=timeout_s)
+        self.client = httpx.Client(
+            headers=headers,
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+        )
         self.temperature = temperature
         self.top_p = top_p
         self.max_new_tokens = max_new_tokens
         self.system_prompt = system_prompt
-        self.concurrency = max(1, concurrency)
+        self.concurrency = max(1, concurrency or 16)
         self.max_retries = max_retries
         self.backoff_s = backoff_s
+        self.on_progress: ProgressHook | None = None
 
     def generate(
         self, prompts: list[list[dict]], n: int, seeds: list[list[int]]
     ) -> list[list[Completion]]:
-        """``n`` completions per prompt: one request per sample, ``concurrency`` at a time."""
+        """``n`` completions per prompt: one request per sample, ``concurrency`` at a time
+        (greedy: one request per prompt, repeated n times)."""
         check_seeds(prompts, n, seeds)
+        if self.temperature <= 0 and n > 1:
+            return replicate_greedy(prompts, n, seeds, lambda p, s: self.generate(p, 1, s))
         jobs = [(i, j) for i in range(len(prompts)) for j in range(n)]
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            done = pool.map(lambda ij: self._request(prompts[ij[0]], seeds[ij[0]][ij[1]]), jobs)
-            flat = list(done)
-        return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
+        results: list[list[Completion | None]] = [[None] * n for _ in prompts]
+        cancel = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(jobs))))
+        try:
+            futures: dict[Future, tuple[int, int]] = {
+                pool.submit(self._request, prompts[i], seeds[i][j], cancel): (i, j) for i, j in jobs
+            }
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                finished = []
+                for f in done:
+                    i, j = futures[f]
+                    results[i][j] = f.result()  # the first failure propagates from here
+                    finished.append(results[i][j])
+                report_progress(self, finished)
+        except BaseException:
+            cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return results  # type: ignore[return-value]
 
-    def _request(self, messages: list[dict], seed: int) -> Completion:
-        import httpx
-
-        body = {
+    def request_body(self, messages: list[dict], seed: int) -> dict[str, Any]:
+        """The JSON body of one sample's request."""
+        return {
             "model": self.model,
             "messages": with_system_prompt(messages, self.system_prompt),
             "temperature": self.temperature,
@@ -94,34 +152,79 @@ class OpenAIGenerator:
             "max_tokens": self.max_new_tokens,
             "seed": seed % (2**31),
             "n": 1,
+            **self.extra,
         }
+
+    def check_alive(self) -> None:
+        """Raise if the server is known to be gone (a started server's process exited)."""
+
+    def _request(
+        self,
+        messages: list[dict],
+        seed: int,
+        cancel: threading.Event,
+        max_tokens: int | None = None,
+    ) -> Completion:
+        import httpx
+
+        body = self.request_body(messages, seed)
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
         for attempt in range(self.max_retries + 1):
+            if cancel.is_set():
+                raise _Cancelled()
             last = attempt == self.max_retries
             try:
                 r = self.client.post(self.url, json=body)
             except httpx.TransportError as e:
+                self.check_alive()
                 if last:
                     raise RequestFailed(f"{self.url}: {e}") from e
             else:
                 if r.status_code == 200:
-                    return _completion(r.json())
+                    return parse_completion(r.json(), self.url)
                 if r.status_code in (401, 403):
                     raise InputError(
                         f"the server refused the API key (HTTP {r.status_code})", field="api_key"
                     )
+                if r.status_code == 404 and "model" in r.text.lower():
+                    raise InputError(
+                        f"the server at {self.base_url} does not serve {self.model!r} "
+                        f"({r.text[:200]})",
+                        field="model",
+                    )
+                if r.status_code == 400:
+                    raise InputError(
+                        f"the server rejected the request (HTTP 400): {r.text[:400]}",
+                        field="sampling_options" if self.extra else None,
+                    )
                 if r.status_code not in RETRY_STATUS or last:
                     raise RequestFailed(f"{self.url}: HTTP {r.status_code}: {r.text[:300]}")
-            time.sleep(self.backoff_s * 2**attempt * (0.5 + random.random() / 2))
+            # wait in small steps so that a cancelled call stops promptly
+            until = time.monotonic() + self.backoff_s * 2**attempt * (0.5 + random.random() / 2)
+            while time.monotonic() < until and not cancel.is_set():
+                time.sleep(min(0.05, max(0.0, until - time.monotonic())))
         raise AssertionError("unreachable")
 
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self.client.close()
 
-def _completion(data: dict) -> Completion:
-    choice = data["choices"][0]
+
+def parse_completion(data: dict, url: str = "") -> Completion:
+    """A ``Completion`` from a chat-completions response (its first choice)."""
+    try:
+        choice = data["choices"][0]
+    except (KeyError, IndexError, TypeError):
+        raise RequestFailed(f"{url}: a response without choices: {str(data)[:300]}") from None
+    reason = choice.get("finish_reason")
+    if reason in ("abort", "error"):
+        raise RequestFailed(f"{url}: the server ended the request ({reason})")
     text = (choice.get("message") or {}).get("content") or ""
     usage = data.get("usage") or {}
     n_tokens = usage.get("completion_tokens")
     return Completion(
         text=text,
         n_tokens=int(n_tokens) if n_tokens is not None else -1,
-        finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+        finish_reason="length" if reason == "length" else "stop",
     )
