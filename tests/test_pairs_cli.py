@@ -33,13 +33,14 @@ def test_pair_writes_each_strategy(tmp_path):
         stats = json.loads((out / f"{name}.json").read_text())
         assert table.num_rows == stats["pairs_out"] == 12
         assert stats["prompts_in"] == 12
-        assert set(stats["dropped"]) == {
+        assert list(stats["dropped"]) == [  # SPEC §2 order
             "too_few_rewards",
+            "too_few_for_ddof",
             "zero_sigma",
             "same_sample",
-            "below_margin",
             "identical_text",
-        }
+            "below_margin",
+        ]
         for key in ("chosen_z", "rejected_z", "margin"):
             assert {"mean", "p5", "p50", "p95"} <= set(stats[key])
         pool = stats["pool"]
