@@ -99,3 +99,54 @@ def test_grid_emits_21_strategies(tmp_path, prompts):
     assert len(out) == 21
     for name, rows in out.items():
         assert all(r["strategy"] == name for r in rows)
+
+
+# -- a prompt's pairs depend on that prompt alone (issue 9) ------------------------------------
+
+grid_reward = st.integers(-20, 20).map(lambda x: x * 0.05)  # a coarse grid: ties everywhere
+grid_pools = st.dictionaries(
+    st.text("abcdefgh", min_size=1, max_size=5),
+    st.lists(grid_reward, min_size=1, max_size=40),
+    min_size=2,
+    max_size=10,
+)
+ALONE_SPECS = ["grid", "max:random", "max:min-of-3", "q=0.8:q=0.3", "z=1.5:z=-0.5"]
+
+
+def _rows_by_prompt(path, specs=ALONE_SPECS, ddof=0.0):
+    builder = PairBuilder.from_pool(load_pool(path), seed=11, ddof=ddof)
+    out: dict[str, list] = {}
+    for s in parse_strategies(specs):
+        table, _ = builder.build(s)
+        for row in table.to_pylist():
+            out.setdefault(row["prompt_id"], []).append((s.name, row))
+    return out
+
+
+@SETTINGS
+@given(prompts=grid_pools, ddof=st.sampled_from([0.0, 1.0]))
+def test_a_prompts_pairs_are_the_same_alone_and_in_any_pool(tmp_path, prompts, ddof):
+    """μ, σ, every tie-break and every diagnostic of a prompt come from its own rewards: the
+    prompt alone, in the whole pool, and in a pool with other neighbours give equal rows."""
+    whole = _rows_by_prompt(_pool_file(tmp_path, prompts, order_seed=1), ddof=ddof)
+    names = list(prompts)
+    half = {p: prompts[p] for p in names[::2]}
+    parts = _rows_by_prompt(_pool_file(tmp_path, half, order_seed=2), ddof=ddof)
+    for p in names:
+        alone = _rows_by_prompt(_pool_file(tmp_path, {p: prompts[p]}), ddof=ddof)
+        assert len(alone) <= 1
+        for pid, rows in alone.items():
+            assert json.dumps(rows) == json.dumps(whole[pid])
+            if p in half:
+                assert json.dumps(rows) == json.dumps(parts[pid])
+
+
+def test_same_prompt_same_mu_whatever_the_padding(tmp_path):
+    """The case from issue 9: μ of one prompt summed inside a padded dense matrix differed in
+    the last bit from μ of the same prompt alone, and its rejected index changed."""
+    target = [0.05 * k for k in (-9, -7, -7, -5, -3, -9, -1, -7, -3, -5)]
+    wide = {f"w{i}": [0.05 * k for k in range(-20, 20)] for i in range(3)}  # pads to n = 40
+    alone = _rows_by_prompt(_pool_file(tmp_path, {"t": target}), specs=["grid"])
+    mixed = _rows_by_prompt(_pool_file(tmp_path, {"t": target, **wide}), specs=["grid"])
+    (pid,) = alone
+    assert json.dumps(alone[pid]) == json.dumps(mixed[pid])

@@ -188,27 +188,38 @@ def open_jsonl(
     block_size: int = JSONL_BLOCK_SIZE,
 ) -> Iterator[pa.RecordBatch]:
     """Stream a JSONL file as record batches with pyarrow's JSON reader, ``block_size`` bytes of
-    text at a time. With ``schema``, only its fields are read (converted to its types) and every
-    other field is skipped. Raises ``pa.ArrowInvalid`` on bad input (locate it with
+    text at a time (a line longer than that grows the block: the file is read again from where
+    it was). With ``schema``, only its fields are read (converted to its types) and every other
+    field is skipped. Raises ``pa.ArrowInvalid`` on bad input while iterating (locate it with
     :func:`jsonl_problem`); an empty file gives no batch."""
     import pyarrow.json as pj
 
-    if Path(path).stat().st_size == 0:
-        return iter(())
+    size = Path(path).stat().st_size
     parse = (
         pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
         if schema is not None
         else pj.ParseOptions()
     )
-    try:
-        reader = pj.open_json(
-            path, read_options=pj.ReadOptions(block_size=block_size), parse_options=parse
-        )
-    except pa.ArrowInvalid as e:
-        if "Empty JSON" in str(e):
-            return iter(())
-        raise
-    return iter(reader)
+    done = 0
+    while size:
+        seen = 0
+        try:
+            reader = pj.open_json(
+                path, read_options=pj.ReadOptions(block_size=block_size), parse_options=parse
+            )
+            for batch in reader:
+                n = batch.num_rows
+                if seen + n > done:
+                    yield batch.slice(max(0, done - seen)) if seen < done else batch
+                    done = seen + n
+                seen += n
+            return
+        except pa.ArrowInvalid as e:
+            if "Empty JSON" in str(e) and done == 0:
+                return
+            if "straddl" not in str(e) or block_size >= size:
+                raise
+            block_size = min(size, block_size * 4)
 
 
 def read_jsonl(path: Path) -> pa.Table:

@@ -10,7 +10,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sweetspot.io import MESSAGE_TYPE
+from sweetspot.pairs.arrays import to_numpy
 from sweetspot.pairs.context import PoolContext
+from sweetspot.pairs.identical import identical_texts
 from sweetspot.pairs.normality import shapiro_many
 from sweetspot.pairs.pool import Pool
 from sweetspot.pairs.strategies import SEVEN_POSITIONS, Strategy, parse_selector
@@ -126,9 +128,11 @@ class PairBuilder:
         cand = np.flatnonzero(sel.undecided)
         c_text = texts.take(sel.c_rows[cand])
         r_text = texts.take(sel.r_rows[cand])
-        same = np.asarray(
-            pc.fill_null(pc.equal(_normalise_ws(c_text), _normalise_ws(r_text)), False)
-        )
+        sigs = getattr(texts, "signatures", None)
+        if sigs is not None:
+            same = identical_texts(c_text, r_text, sigs(sel.c_rows[cand]), sigs(sel.r_rows[cand]))
+        else:
+            same = identical_texts(c_text, r_text)
         identical = np.zeros(ctx.n_prompts, dtype=bool)
         identical[cand[same]] = True
         sel.mark(identical, "identical_text")
@@ -136,16 +140,17 @@ class PairBuilder:
         r_reward = ctx.rewards[np.maximum(sel.r_rows, 0)]
         sel.mark(~(c_reward - r_reward > self.margin), "below_margin")
         kept = np.flatnonzero(sel.undecided)
-        keep_in_cand = pa.array(sel.undecided[cand])
+        by_id = np.argsort(self.pool.id_rank[kept], kind="stable")  # output rows by prompt id
+        in_cand = pa.array(np.searchsorted(cand, kept[by_id]), pa.int64())
         table = self._table(
             strategy,
-            kept,
+            kept[by_id],
             sel.c_rows,
             sel.r_rows,
             sel.c_target,
             sel.r_target,
-            c_text.filter(keep_in_cand),
-            r_text.filter(keep_in_cand),
+            c_text.take(in_cand),
+            r_text.take(in_cand),
         )
         stats = self._stats(strategy, table, sel.reasons)
         return table, stats
@@ -156,8 +161,8 @@ class PairBuilder:
 
     def _table(self, strategy, kept, c_rows, r_rows, c_target, r_target, c_text, r_text):
         """The output rows, in chunks whose texts stay well below 2 GB (string offsets)."""
-        nbytes = np.asarray(pc.binary_length(c_text), dtype=np.int64) + np.asarray(
-            pc.binary_length(r_text), dtype=np.int64
+        nbytes = to_numpy(pc.binary_length(c_text), np.int64) + to_numpy(
+            pc.binary_length(r_text), np.int64
         )
         cum = np.cumsum(nbytes)
         cuts = [0]
@@ -245,11 +250,9 @@ class PairBuilder:
 
     def _stats(self, strategy: Strategy, table: pa.Table, reasons: np.ndarray) -> dict:
         counts = np.bincount(reasons, minlength=1 + len(DROP_REASONS))
-        chosen_z = table.column("chosen_z").to_numpy()
-        rejected_z = table.column("rejected_z").to_numpy()
-        margin = (
-            table.column("chosen_reward").to_numpy() - table.column("rejected_reward").to_numpy()
-        )
+        chosen_z = to_numpy(table.column("chosen_z"))
+        rejected_z = to_numpy(table.column("rejected_z"))
+        margin = to_numpy(table.column("chosen_reward")) - to_numpy(table.column("rejected_reward"))
         return {
             "strategy": strategy.name,
             "spec": strategy.spec,
@@ -266,12 +269,6 @@ class PairBuilder:
         }
 
 
-def _normalise_ws(texts: pa.Array) -> pa.Array:
-    """Whitespace runs collapsed to one space, ends trimmed (as ``" ".join(s.split())``)."""
-    words = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts))
-    return pc.binary_join(words, pa.scalar(" ", texts.type))
-
-
 def _one_message(texts: pa.Array) -> pa.Array:
     """A one-message assistant list per text: ``[{"role": "assistant", "content": text}]``."""
     texts = texts.cast(pa.string())
@@ -282,13 +279,13 @@ def _one_message(texts: pa.Array) -> pa.Array:
 
 
 def _mean(x: np.ndarray) -> float | None:
-    x = x[np.isfinite(x)]
+    x = np.sort(x[np.isfinite(x)])  # sorted: the same sum whatever the order of prompts
     return float(x.mean()) if len(x) else None
 
 
 def _summary(x: np.ndarray) -> dict:
     x = np.asarray(x, dtype=np.float64)
-    x = x[np.isfinite(x)]
+    x = np.sort(x[np.isfinite(x)])  # sorted: the same sums whatever the order of prompts
     if not len(x):
         return {"count": 0}
     out = {"count": int(len(x)), "mean": float(x.mean()), "std": float(x.std())}

@@ -7,7 +7,10 @@ file's text, and no per-row line number is kept: a row's line is found when an e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -23,6 +26,9 @@ from sweetspot.io import check_jsonl_rows, jsonl_line_numbers, jsonl_problem, op
 # enough that per-batch overhead does not show.
 BATCH_BYTES = 32 << 20
 MAX_BATCH_ROWS = 1 << 20
+JSON_BLOCK_BYTES = 16 << 20  # bytes of JSON text per block of pyarrow's JSON reader
+# Input files read at once by worker threads (Arrow decodes outside the GIL).
+READ_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 class JsonReadError(Exception):
@@ -48,13 +54,18 @@ class SourceFile:
         return str(self.path)
 
     @cached_property
+    def metadata(self) -> pq.FileMetaData:
+        """The Parquet footer, read once (every pass reopens the file with it)."""
+        try:
+            return pq.read_metadata(self.path)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise InputError(f"cannot read Parquet ({e})", file=str(self.path)) from None
+
+    @cached_property
     def schema(self) -> pa.Schema:
         """The file's columns (JSONL: as pyarrow infers them from the first block)."""
         if self.is_parquet:
-            try:
-                return pq.read_schema(self.path)
-            except (pa.ArrowInvalid, OSError) as e:
-                raise InputError(f"cannot read Parquet ({e})", file=str(self.path)) from None
+            return self.metadata.schema.to_arrow_schema()
         try:
             first = next(open_jsonl(self.path, block_size=1 << 20), None)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
@@ -70,24 +81,27 @@ class SourceFile:
         columns: list[str],
         types: dict[str, pa.DataType] | None = None,
         rows: np.ndarray | None = None,
+        dictionary: list[str] | None = None,
     ) -> Iterator[tuple[int, pa.RecordBatch]]:
         """``(first_row, batch)`` over the file, with only ``columns``.
 
         ``types`` fixes a JSONL column's type (others keep the type inferred from the first
         block). ``rows`` (sorted 0-based row numbers): Parquet reads only the row groups that
         hold one of them (batches of skipped groups are not yielded; ``first_row`` stays exact).
+        ``dictionary``: Parquet string columns to read dictionary-encoded (keys repeated on
+        many rows then cost an index each, not a string).
         """
         if self.is_parquet:
-            yield from self._parquet_batches(columns, rows)
+            yield from self._parquet_batches(columns, rows, dictionary or [])
         else:
             yield from self._jsonl_batches(columns, types or {})
 
     def _parquet_batches(
-        self, columns: list[str], rows: np.ndarray | None
+        self, columns: list[str], rows: np.ndarray | None, dictionary: list[str]
     ) -> Iterator[tuple[int, pa.RecordBatch]]:
         try:
-            with pq.ParquetFile(self.path) as pf:
-                meta = pf.metadata
+            meta = self.metadata
+            with pq.ParquetFile(self.path, metadata=meta, read_dictionary=dictionary or None) as pf:
                 sizes = np.array(
                     [meta.row_group(i).num_rows for i in range(meta.num_row_groups)], np.int64
                 )
@@ -131,7 +145,9 @@ class SourceFile:
             fields.append(pa.field(c, t))
         pos = 0
         try:
-            for batch in open_jsonl(self.path, schema=pa.schema(fields)):
+            for batch in open_jsonl(
+                self.path, schema=pa.schema(fields), block_size=JSON_BLOCK_BYTES
+            ):
                 yield pos, batch.select(columns)
                 pos += batch.num_rows
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
@@ -165,3 +181,29 @@ def _batch_rows(meta: pq.FileMetaData, columns: list[str], groups: np.ndarray) -
                 nbytes += col.total_uncompressed_size
     per_row = max(1.0, nbytes / max(1, nrows))
     return int(min(MAX_BATCH_ROWS, max(1, BATCH_BYTES // per_row)))
+
+
+def map_ordered(fn: Callable, items: Iterable, workers: int | None = None) -> Iterator:
+    """``map(fn, items)`` with ``workers`` threads reading ahead (default ``READ_WORKERS``);
+    results (and errors) come in the order of ``items``, and only a few wait at a time."""
+    items = list(items)
+    workers = READ_WORKERS if workers is None else workers
+    if workers <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    ex = ThreadPoolExecutor(workers, thread_name_prefix="sweetspot-read")
+    try:
+        pending: deque = deque()
+        it = iter(items)
+        for item in it:
+            pending.append(ex.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            for item in it:
+                pending.append(ex.submit(fn, item))
+                break
+            yield result
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)

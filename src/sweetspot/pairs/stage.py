@@ -78,6 +78,8 @@ def run_pair(
             progress=passes.hook,
         )
         load_s = time.perf_counter() - t0
+        if hasattr(pool.texts, "progress"):
+            pool.texts.progress = passes.hook
         t = time.perf_counter()
         builder = PairBuilder.from_pool(pool, ddof=cfg.ddof, seed=cfg.seed, margin=cfg.margin)
         selections = [builder.select(s) for s in strategies]

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sweetspot.pairs.sources import SourceFile
+from sweetspot.pairs.sources import SourceFile, map_ordered
 
 
 class TextSource:
@@ -38,19 +38,32 @@ class ArrowTexts(TextSource):
         return self.texts.take(pa.array(self.index[rows]))
 
 
-@dataclass
 class FetchedTexts(TextSource):
     """The texts of a sorted set of flat rows, fetched at once (pass 2); ``take`` looks up any
-    of those rows."""
+    of those rows, ``signatures`` their end-word signatures (computed once for all strategies).
+    """
 
-    rows: np.ndarray
-    texts: pa.Array
+    def __init__(self, rows: np.ndarray, texts: pa.Array) -> None:
+        self.rows = rows
+        self.texts = texts
+        self._signatures = None
 
-    def take(self, rows: np.ndarray) -> pa.Array:
+    def _pos(self, rows: np.ndarray) -> np.ndarray:
         pos = np.searchsorted(self.rows, rows)
         if len(rows) and (pos.max() >= len(self.rows) or np.any(self.rows[pos] != rows)):
             raise KeyError("a row whose text was not fetched")
-        return self.texts.take(pa.array(pos, pa.int64()))
+        return pos
+
+    def take(self, rows: np.ndarray) -> pa.Array:
+        return self.texts.take(pa.array(self._pos(rows), pa.int64()))
+
+    def signatures(self, rows: np.ndarray):
+        """The :func:`~sweetspot.pairs.identical.edge_signatures` of the texts of ``rows``."""
+        from sweetspot.pairs.identical import edge_signatures
+
+        if self._signatures is None:
+            self._signatures = edge_signatures(self.texts)
+        return self._signatures.take(self._pos(rows))
 
 
 @dataclass
@@ -95,11 +108,16 @@ class StreamedTexts(TextSource):
         todo = [(f, uniq[a:b] - f.start) for f, a, b in zip(self.files, lo, hi) if b > a]
         if self.progress is not None:
             self.progress("pass 2: texts of the pairs", float(max(1, len(todo))))
-        for f, local in todo:
-            chunks.extend(_read_rows(f, local, self.progress))
+        for (_, local), got in zip(
+            todo, map_ordered(lambda job: _read_rows(job[0], job[1], self.progress), todo)
+        ):
+            chunks.extend(got)
             self.reads += len(local)
         texts = pa.concat_arrays(chunks) if chunks else pa.array([], pa.large_string())
-        return texts.take(pa.array(inverse.ravel(), pa.int64()))
+        inverse = inverse.ravel()
+        if len(inverse) == len(texts) and np.all(np.diff(wanted) > 0):
+            return texts  # asked for in file order, once each: already in place
+        return texts.take(pa.array(inverse, pa.int64()))
 
 
 def _read_rows(
