@@ -119,7 +119,7 @@ def iter_jsonl_rows(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     JSON object is an ``InputError`` naming the line and the parser's full reason."""
     for lineno, line in iter_jsonl_lines(path):
         try:
-            row = json.loads(line)
+            row = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as e:
             raise InputError(_json_error(e, lineno), file=str(path), row=lineno) from None
         if not isinstance(row, dict):

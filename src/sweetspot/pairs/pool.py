@@ -294,7 +294,8 @@ def load_pool(
                 )
         layout = layout or "wide"
     if progress is not None:
-        progress("pass 1: rewards", float(len(files)))
+        scores = len(list_table_files(path / "scores")) if stage else 0
+        progress("pass 1: rewards", float(len(files) + scores))
 
     def scan(f: SourceFile) -> FileScan:
         tick = _ticker(f, progress)
@@ -317,7 +318,7 @@ def load_pool(
         merge.add(fs)
     if not stage and merge.data.rows == 0 and not merge.prompts.ids:
         raise InputError("the pool is empty: no rows found", file=str(path))
-    return _assemble(merge, layout, str(path), path if stage else None, exclude_truncated)
+    return _assemble(merge, layout, str(path), path if stage else None, exclude_truncated, progress)
 
 
 def _ticker(file: SourceFile, progress: ProgressHook) -> Callable[[int | None], None]:
@@ -339,14 +340,21 @@ def _ticker(file: SourceFile, progress: ProgressHook) -> Callable[[int | None], 
 # -- joining scores (stage folders) ------------------------------------------------------------
 
 
-def _join_scores(merge: _Merge, stage: Path, code: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def _join_scores(
+    merge: _Merge, stage: Path, code: np.ndarray, idx: np.ndarray, progress: ProgressHook
+) -> np.ndarray:
     """The reward of every sample (``code``, ``idx``) from ``stage/scores``, joined by
     (prompt_id, sample_idx); a sample without a score gets NaN (counted as non-finite)."""
     files = [SourceFile(f) for f in list_table_files(stage / "scores")]
     parts: dict[str, list[np.ndarray]] = {"code": [], "idx": [], "reward": [], "file": []}
-    for file_no, fs in enumerate(
-        map_ordered(lambda f: _guard_json(lambda: scan_scores(f), f, DEFAULT_COLUMNS), files)
-    ):
+
+    def scan(f: SourceFile) -> FileScan:
+        tick = _ticker(f, progress)
+        out = _guard_json(lambda: scan_scores(f, tick), f, DEFAULT_COLUMNS)
+        tick(None)
+        return out
+
+    for file_no, fs in enumerate(map_ordered(scan, files)):
         for b in fs.batches:
             lut = np.array([merge.prompts.code.get(p, -1) for p in b.keys.ids], dtype=np.int32)
             parts["code"].append(lut[b.keys.index])
@@ -441,7 +449,12 @@ def _check_unique(merge: _Merge, code: np.ndarray, idx: np.ndarray, order: np.nd
 
 
 def _assemble(
-    merge: _Merge, layout: str, source: str, stage: Path | None, exclude_truncated: bool
+    merge: _Merge,
+    layout: str,
+    source: str,
+    stage: Path | None,
+    exclude_truncated: bool,
+    progress: ProgressHook = None,
 ) -> Pool:
     """Group the responses by prompt (sorting only what is out of order), check they are
     unique, drop the unusable ones (counted) and index what is left by prompt."""
@@ -450,7 +463,7 @@ def _assemble(
     idx = data.take("idx", np.int64)
     if stage is not None:
         data.parts.pop("reward", None)
-        rewards = _join_scores(merge, stage, code, idx)
+        rewards = _join_scores(merge, stage, code, idx, progress)
     else:
         rewards = data.take("reward", np.float64)
     order = _group_order(code, idx)
@@ -466,6 +479,8 @@ def _assemble(
     del finite, nonempty
     if exclude_truncated:
         truncated = data.take("truncated", bool)
+        if len(truncated) != len(keep):  # a wide pool has no finish reasons
+            truncated = np.zeros(len(keep), dtype=bool)
         dropped["truncated"] = int((keep & truncated).sum())
         keep &= ~truncated
         del truncated
