@@ -96,6 +96,8 @@ def write_pool(kind: str, root: Path, n_prompts: int, n: int, text_bytes: int, s
     rng = np.random.default_rng(seed)
     base = _word_buffer(rng)
     out = root / f"{kind}-{n_prompts}x{n}-{text_bytes}B"
+    if (out / ".written").exists():
+        return out  # kept from an earlier run (--keep)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -153,6 +155,7 @@ def write_pool(kind: str, root: Path, n_prompts: int, n: int, text_bytes: int, s
             write_table(table, shard_path(out, s), "parquet")
         else:
             raise ValueError(f"unknown pool kind {kind!r}")
+    (out / ".written").touch()
     return out
 
 
@@ -223,7 +226,9 @@ def main() -> None:
     ap.add_argument("--pools", nargs="+", default=["long"], choices=["long", "stage", "rewards"])
     ap.add_argument("-s", "--strategy", action="append", default=None)
     ap.add_argument("--out", type=Path, default=Path("/tmp/sweetspot-bench-scale"))
-    ap.add_argument("--keep", action="store_true", help="keep the generated pools")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the generated pools (and reuse kept ones)"
+    )
     ap.add_argument(
         "--compare", action="store_true", help="check the pairs against the one-pass loader"
     )

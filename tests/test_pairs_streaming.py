@@ -21,7 +21,7 @@ import sweetspot.pairs.sources as sources
 from sweetspot.errors import InputError
 from sweetspot.ids import prompt_id, to_messages
 from sweetspot.pairs import PairBuilder, PairConfig, load_pool, parse_strategies, run_pair
-from sweetspot.pairs.texts import StreamedTexts
+from sweetspot.pairs.texts import FetchedTexts, StreamedTexts
 
 SPECS = ["grid", "max:random", "max:min-of-3", "q=0.8:q=0.2"]
 
@@ -86,7 +86,7 @@ def _write_pool(kind: str, root: Path, prompts) -> Path:
     if kind == "long_jsonl_messages":
         rows = [dict(r, prompt=msgs[r["prompt"]]) for r in _long_rows(prompts, 2)]
         return _write_jsonl(root / "long.jsonl", rows)
-    if kind in ("shards", "stage", "stage_grown", "stage_shuffled"):
+    if kind in ("shards", "stage", "stage_grown", "stage_shuffled", "stage_mirrored"):
         folder = root / kind
         table = pa.Table.from_pylist([{"prompt_id": ids[p], "messages": msgs[p]} for p in prompts])
         rows = [dict(r, prompt_id=ids[r.pop("prompt")]) for r in _long_rows(prompts)]
@@ -116,10 +116,25 @@ def _write_pool(kind: str, root: Path, prompts) -> Path:
         ]
         if kind == "stage_shuffled":
             scores = [scores[i] for i in np.random.default_rng(3).permutation(len(scores))]
-        for s, i in enumerate(range(0, len(samples), 40)):
+        cuts = range(0, len(samples), 40)
+        if kind == "stage_mirrored":
+            # as `sweetspot sample` + `score` write: shards of whole prompts, a score shard per
+            # sample shard with the same rows in the same order
+            firsts = [i for i, r in enumerate(rows) if r["sample_idx"] == 0]
+            cuts = firsts[::5]
+            bounds = [*cuts, len(rows)]
+            for s, (i, j) in enumerate(zip(bounds[:-1], bounds[1:])):
+                scored = [
+                    {k: r[k] for k in ("prompt_id", "sample_idx", "reward")} for r in rows[i:j]
+                ]
+                pq.write_table(
+                    pa.Table.from_pylist(scored), folder / "scores" / f"part-{s:05d}.parquet"
+                )
+            scores = []
+        bounds = [*cuts, len(samples)]
+        for s, (i, j) in enumerate(zip(bounds[:-1], bounds[1:])):
             pq.write_table(
-                pa.Table.from_pylist(samples[i : i + 40]),
-                folder / "samples" / f"part-{s:05d}.parquet",
+                pa.Table.from_pylist(samples[i:j]), folder / "samples" / f"part-{s:05d}.parquet"
             )
         for s, i in enumerate(range(0, len(scores), 33)):
             pq.write_table(
@@ -139,6 +154,7 @@ KINDS = [
     "stage",
     "stage_grown",
     "stage_shuffled",
+    "stage_mirrored",
 ]
 
 
@@ -193,36 +209,93 @@ def test_same_pool_and_pairs_as_the_one_pass_loader(tmp_path, kind, exclude_trun
         )
 
 
-def test_texts_are_read_for_the_picked_rows_only(tmp_path, monkeypatch):
-    # 10 prompts x 100 responses in row groups of 10: sample 0 is each prompt's best, sample 1
-    # its worst, so max:min needs the first row group of each prompt and no other
-    rows = []
-    for p in range(10):
-        for k in range(100):
-            reward = 10.0 if k == 0 else -10.0 if k == 1 else float(np.sin(k))
-            rows.append(
-                {"prompt": f"p{p}", "sample_idx": k, "response": f"t{p}-{k}", "reward": reward}
-            )
-    path = tmp_path / "pool.parquet"
-    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=10)
-    read_in_pass_2 = []
+def _best_first_pool(path, row_group_size=10):
+    """10 prompts x 100 responses: sample 0 is each prompt's best, sample 1 its worst."""
+    rows = [
+        {
+            "prompt": f"p{p}",
+            "sample_idx": k,
+            "response": f"t{p}-{k}",
+            "reward": 10.0 if k == 0 else -10.0 if k == 1 else float(np.sin(k)),
+        }
+        for p in range(10)
+        for k in range(100)
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=row_group_size)
+    return path
+
+
+def _spy_pass_2(monkeypatch) -> list[int]:
+    """Rows of the batches read by pass 2 (reads of chosen row groups)."""
+    read = []
     original = sources.SourceFile.batches
 
     def spy(self, columns, types=None, rows=None, dictionary=None):
         for first, batch in original(self, columns, types, rows, dictionary):
             if rows is not None:
-                read_in_pass_2.append(batch.num_rows)
+                read.append(batch.num_rows)
             yield first, batch
 
     monkeypatch.setattr(sources.SourceFile, "batches", spy)
-    stats = run_pair(path, tmp_path / "out", PairConfig(strategies=["conventional"]))
-    assert stats["conventional"]["pairs_out"] == 10
-    assert stats["conventional"]["texts_fetched"] == 20  # 2 per prompt
-    assert sum(read_in_pass_2) == 100  # 10 row groups of 10 rows, not the 1000 rows
-    table = pq.read_table(tmp_path / "out" / "conventional.parquet")
+    return read
+
+
+def test_pass_2_reads_only_the_row_groups_of_picked_rows(tmp_path, monkeypatch):
+    pool = load_pool(_best_first_pool(tmp_path / "pool.parquet"))  # nothing caught in pass 1
+    read = _spy_pass_2(monkeypatch)
+    builder = PairBuilder.from_pool(pool)
+    sel = builder.select(parse_strategies(["conventional"])[0])
+    rows = np.unique(sel.text_rows)
+    fetched = FetchedTexts(rows, pool.texts.take(rows))  # one pass, as run_pair does
+    table, stats = builder.finish(sel, fetched)
+    assert stats["pairs_out"] == 10 and pool.texts.reads == 20  # 2 per prompt
+    assert sum(read) == 100  # max:min needs row group 0 of each prompt: 10 x 10 of 1000 rows
     assert sorted(m[0]["content"] for m in table.column("chosen").to_pylist()) == [
         f"t{p}-0" for p in range(10)
     ]
+
+
+def test_texts_of_picked_rows_are_caught_in_pass_1(tmp_path, monkeypatch):
+    path = _best_first_pool(tmp_path / "pool.parquet")
+    read = _spy_pass_2(monkeypatch)
+    monkeypatch.setattr(sources, "BATCH_BYTES", 500)  # prompts run across batches
+    stats = run_pair(path, tmp_path / "out", PairConfig(strategies=["conventional", "sweet-spot"]))
+    assert stats["conventional"]["pairs_out"] == 10
+    assert stats["conventional"]["texts_read_again"] == 0 and read == []  # one pass over text
+    assert 20 <= stats["conventional"]["texts_fetched"] <= 40
+
+
+def test_a_stage_folder_is_read_once(tmp_path, monkeypatch):
+    path = _write_pool("stage_mirrored", tmp_path, _prompts(40))
+    read = _spy_pass_2(monkeypatch)
+    out = run_pair(path, tmp_path / "out", PairConfig(strategies=["grid"]))
+    assert read == [] and {s["texts_read_again"] for s in out.values()} == {0}
+    # the score shards were matched row by row, not joined pool-wide
+    import sweetspot.pairs.pool as pool_mod
+
+    monkeypatch.setattr(pool_mod, "_join_scores", None)
+    load_pool(path)
+
+
+def test_prompts_split_across_files_are_read_again(tmp_path, monkeypatch):
+    prompts = _prompts(12, seed=5)
+    rows = _long_rows(prompts)
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    split = {"prompt 3", "prompt 7"}  # their samples in two shards
+    a = [r for r in rows if r["prompt"] not in split or r["sample_idx"] % 2]
+    b = [r for r in rows if r["prompt"] in split and not r["sample_idx"] % 2]
+    pq.write_table(pa.Table.from_pylist(a), folder / "a.parquet")
+    pq.write_table(pa.Table.from_pylist(b), folder / "b.parquet")
+    read = _spy_pass_2(monkeypatch)
+    out = run_pair(folder, tmp_path / "out", PairConfig(strategies=["grid"]))
+    again = {s["texts_read_again"] for s in out.values()}
+    assert len(again) == 1 and 0 < again.pop() <= 2 * 7  # the split prompts' picks only
+    assert sum(read) > 0
+    reference = PairBuilder.from_pool(load_pool_one_pass(folder))
+    for s in parse_strategies(["grid"]):
+        got = pq.read_table(tmp_path / "out" / f"{s.name}.parquet")
+        assert _rows(got) == _rows(reference.build(s)[0])
 
 
 def test_text_source_counts_what_it_reads(tmp_path):

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from sweetspot.errors import InputError
 from sweetspot.io import list_table_files
+from sweetspot.pairs.capture import Picker
 from sweetspot.pairs.context import PoolContext
 from sweetspot.pairs.scan import (
     DEFAULT_COLUMNS,
@@ -174,6 +175,9 @@ class _Merge:
     files: list[SourceFile] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)  # global id of each file's first response
     text_files: list[TextFile] = field(default_factory=list)
+    caught_ids: list[np.ndarray] = field(default_factory=list)  # texts caught in pass 1
+    caught_texts: list[pa.Array] = field(default_factory=list)
+    caught_rows: dict[int, int] = field(default_factory=dict)  # code -> most rows seen at once
 
     def add(self, fs: FileScan) -> None:
         """Append one scanned file (prompts new to the pool get the next codes)."""
@@ -206,6 +210,13 @@ class _Merge:
             self.text_files.append(
                 TextFile(fs.file, start, self.data.rows - start, fs.text_column, fs.wide)
             )
+        for c in fs.caught:
+            self.caught_ids.append(start + c.positions)
+            self.caught_texts.append(c.texts)
+            for pid, count in zip(c.pids, c.counts.tolist()):
+                code = self.prompts.code[pid]
+                if count > self.caught_rows.get(code, 0):
+                    self.caught_rows[code] = count
 
     def _duplicate_prompt(self, code: int, file: SourceFile, row: int, keys, j: int):
         f_no, f_row = self.prompts.origin[code]
@@ -253,9 +264,11 @@ def load_pool(
     prompts: str | Path | None = None,
     exclude_truncated: bool = False,
     progress: ProgressHook = None,
+    picker: Picker | None = None,
 ) -> Pool:
     """Load a scored pool's selection data from ``path`` (file, folder of shards, or stage
-    folder); the texts stay in the files until a pair needs them (``pool.texts``).
+    folder); the texts stay in the files until a pair needs them (``pool.texts``), except those
+    of the rows ``picker`` picks, caught on the way (:mod:`sweetspot.pairs.capture`).
 
     ``columns`` maps a logical field (prompt, prompt_id, responses, rewards, response, reward,
     sample_idx, finish_reason) to the input's column name. ``prompts`` is a prompt table for long
@@ -297,9 +310,12 @@ def load_pool(
         scores = len(list_table_files(path / "scores")) if stage else 0
         progress("pass 1: rewards", float(len(files) + scores))
 
+    score_files = {f.name: f for f in list_table_files(path / "scores")} if stage else {}
+
     def scan(f: SourceFile) -> FileScan:
         tick = _ticker(f, progress)
         if stage or layout == "long":
+            mirror = score_files.get(f.path.name)
             fn = lambda: scan_long(  # noqa: E731
                 f,
                 cols,
@@ -307,18 +323,33 @@ def load_pool(
                 with_reward=not stage,
                 exclude_truncated=exclude_truncated,
                 tick=tick,
+                picker=picker,
+                scores=SourceFile(mirror) if mirror is not None else None,
             )
         else:
-            fn = lambda: scan_wide(f, cols, tick)  # noqa: E731
+            fn = lambda: scan_wide(f, cols, tick, picker)  # noqa: E731
         out = _guard_json(fn, f, cols)
         tick(None)
         return out
 
+    matched = True
     for fs in map_ordered(scan, [f for f in files if stage or f.names]):
         merge.add(fs)
+        matched &= fs.scores_matched
     if not stage and merge.data.rows == 0 and not merge.prompts.ids:
         raise InputError("the pool is empty: no rows found", file=str(path))
-    return _assemble(merge, layout, str(path), path if stage else None, exclude_truncated, progress)
+    # a stage folder whose score shards mirror its sample shards has its rewards already
+    joined = stage and matched and sorted(score_files) == sorted(f.path.name for f in files)
+    if joined and progress is not None:
+        progress("", float(len(score_files)))  # read with their sample shards
+    return _assemble(
+        merge,
+        layout,
+        str(path),
+        path if stage and not joined else None,
+        exclude_truncated,
+        progress,
+    )
 
 
 def _ticker(file: SourceFile, progress: ProgressHook) -> Callable[[int | None], None]:
@@ -490,13 +521,26 @@ def _assemble(
     counts = np.bincount(code[sel], minlength=n_prompts)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     loc = np.array(merge.prompts.loc, dtype=np.int64).reshape(-1, 2)
+    texts = StreamedTexts(merge.text_files, sel)
+    if merge.caught_ids:
+        # a prompt is complete when one catch call saw all of its rows (usable or not)
+        rows_in = np.bincount(code, minlength=n_prompts)
+        seen = np.zeros(n_prompts, dtype=np.int64)
+        if merge.caught_rows:
+            seen[list(merge.caught_rows)] = list(merge.caught_rows.values())
+        texts.add_caught(
+            np.concatenate(merge.caught_ids),
+            pa.concat_arrays(merge.caught_texts),
+            complete=seen == rows_in,
+            offsets=offsets,
+        )
     return Pool(
         prompt_ids=np.array(merge.prompts.ids, dtype=object),
         messages=ChunkedMessages(merge.prompts.chunks, loc[:, 0], loc[:, 1]),
         offsets=offsets,
         sample_idx=idx[sel],
         rewards=rewards[sel],
-        texts=StreamedTexts(merge.text_files, sel),
+        texts=texts,
         responses_in=len(rewards),
         dropped=dropped,
         layout=layout,

@@ -23,6 +23,7 @@ from sweetspot.errors import InputError
 from sweetspot.ids import prompt_id, to_messages
 from sweetspot.io import MESSAGE_TYPE, MESSAGES_TYPE, iter_jsonl_rows
 from sweetspot.pairs.arrays import to_numpy
+from sweetspot.pairs.capture import Catcher, Caught, Picker
 from sweetspot.pairs.sources import JsonReadError, SourceFile
 
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -71,6 +72,8 @@ class FileScan:
     batches: list[BatchScan] = field(default_factory=list)
     text_column: str | None = None
     wide: bool = False
+    caught: list[Caught] = field(default_factory=list)  # texts of picked rows (capture.py)
+    scores_matched: bool = False  # stage: rewards came from the scores shard of the same name
 
     @property
     def rows(self) -> int:
@@ -350,8 +353,13 @@ def scan_long(
     with_reward: bool = True,
     exclude_truncated: bool = False,
     tick: Tick = None,
+    picker: Picker | None = None,
+    scores: SourceFile | None = None,
 ) -> FileScan:
-    """One long-layout file (or a samples shard of a stage folder, ``with_reward=False``)."""
+    """One long-layout file (or a samples shard of a stage folder, ``with_reward=False``: its
+    rewards come from ``scores``, the score shard of the same name, when that holds the same
+    (prompt_id, sample_idx) rows in the same order). With a ``picker``, the texts of the rows
+    it picks are caught on the way (``FileScan.caught``)."""
     names = file.names
     p_col, id_col = pick(names, cols, "prompt"), pick(names, cols, "prompt_id")
     t_col, r_col = pick(names, cols, "response"), pick(names, cols, "reward")
@@ -380,6 +388,9 @@ def scan_long(
         read.append(f_col)
         types[f_col] = pa.string()
     out = FileScan(file, text_column=t_col)
+    mirror = _score_rows(scores) if scores is not None and not with_reward else None
+    out.scores_matched = mirror is not None
+    catcher = Catcher(picker) if picker is not None else None
     dictionary = _parquet_dictionary(file, key_col, f_col) if file.is_parquet else []
     for first, batch in file.batches(read, types, dictionary=dictionary):
         n = batch.num_rows
@@ -394,19 +405,81 @@ def scan_long(
         scan = BatchScan(keys, idx, nonempty=_nonempty(texts, file, first, t_col))
         if with_reward:
             scan.reward = _numeric(batch.column(r_col), file, first, r_col)
+        elif out.scores_matched:
+            scan.reward = mirror.rewards_for(keys, idx, first)
+            out.scores_matched = scan.reward is not None
         if exclude_truncated:
             scan.truncated = np.zeros(n, dtype=bool)
             if f_col is not None:
                 eq = pc.equal(batch.column(f_col), "length")
                 scan.truncated = to_numpy(pc.fill_null(eq, False))
         out.batches.append(scan)
+        if catcher is not None and scan.reward is None:
+            catcher = None  # no rewards here (stage without a matching score shard)
+        if catcher is not None:
+            keep = np.isfinite(scan.reward) & scan.nonempty
+            if scan.truncated is not None:
+                keep &= ~scan.truncated
+            positions = first + np.arange(n, dtype=np.int64)
+            caught = catcher.feed(keys.ids, keys.index, idx, scan.reward, keep, positions, texts)
+            if caught is not None:
+                out.caught.append(caught)
         if tick is not None:
             tick(n)
+    if catcher is not None:
+        caught = catcher.flush()
+        if caught is not None:
+            out.caught.append(caught)
+    if mirror is not None and mirror.rows != sum(len(b.idx) for b in out.batches):
+        out.scores_matched = False
     return out
 
 
-def scan_wide(file: SourceFile, cols: dict, tick: Tick = None) -> FileScan:
-    """One wide-layout file: a row per prompt with lists of responses and rewards."""
+@dataclass
+class _ScoreRows:
+    """The rows of one score shard, to match a samples shard of the same name row by row."""
+
+    ids: np.ndarray  # prompt id per row (object array)
+    idx: np.ndarray
+    reward: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return len(self.idx)
+
+    def rewards_for(self, keys: Keys, idx: np.ndarray, first: int) -> np.ndarray | None:
+        """The rewards of a samples batch starting at row ``first``, or None when the score
+        rows there are not the same (prompt_id, sample_idx) in the same order."""
+        stop = first + len(idx)
+        if stop > self.rows or not np.array_equal(self.idx[first:stop], idx):
+            return None
+        ids = np.array(keys.ids, dtype=object)[keys.index]
+        if not np.array_equal(self.ids[first:stop], ids):
+            return None
+        return self.reward[first:stop]
+
+
+def _score_rows(file: SourceFile) -> _ScoreRows | None:
+    """A score shard read whole (keys and rewards only); None if it cannot be matched."""
+    try:
+        fs = scan_scores(file)
+    except (InputError, JsonReadError):
+        return None  # the pool-wide join reads it again and names the problem
+    if not fs.batches:
+        return _ScoreRows(np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0))
+    ids = np.concatenate([np.array(b.keys.ids, dtype=object)[b.keys.index] for b in fs.batches])
+    return _ScoreRows(
+        ids,
+        np.concatenate([b.idx for b in fs.batches]),
+        np.concatenate([b.reward for b in fs.batches]),
+    )
+
+
+def scan_wide(
+    file: SourceFile, cols: dict, tick: Tick = None, picker: Picker | None = None
+) -> FileScan:
+    """One wide-layout file: a row per prompt with lists of responses and rewards (with a
+    ``picker``, the texts of the rows it picks are caught on the way)."""
     names = file.names
     p_col, r_col, s_col = (pick(names, cols, k) for k in ("prompt", "responses", "rewards"))
     for key, col in (("prompt", p_col), ("responses", r_col), ("rewards", s_col)):
@@ -414,6 +487,8 @@ def scan_wide(file: SourceFile, cols: dict, tick: Tick = None) -> FileScan:
             raise missing(key, cols, names, file)
     types = {r_col: pa.list_(pa.string()), s_col: pa.list_(pa.float64())}
     out = FileScan(file, text_column=r_col, wide=True)
+    catcher = Catcher(picker) if picker is not None else None
+    flat_start = 0  # response position in the file of the batch's first response
     for first, batch in file.batches([p_col, r_col, s_col], types):
         n = batch.num_rows
         responses, rewards = batch.column(r_col), batch.column(s_col)
@@ -440,15 +515,23 @@ def scan_wide(file: SourceFile, cols: dict, tick: Tick = None) -> FileScan:
         texts = pc.list_flatten(responses)
         if not (is_text(texts.type) or pa.types.is_null(texts.type)):
             raise bad(file, first, r_col, f"responses must be strings, got {texts.type}")
-        out.batches.append(
-            BatchScan(
-                Keys(pids, rows, np.arange(n, dtype=np.int32), msgs),
-                np.arange(len(parent), dtype=np.int64) - row_start[parent],
-                reward=_numeric(pc.list_flatten(rewards), file, first, s_col, parent),
-                nonempty=_nonempty(texts, file, first, r_col, parent),
-                parent=parent,
-            )
+        scan = BatchScan(
+            Keys(pids, rows, np.arange(n, dtype=np.int32), msgs),
+            np.arange(len(parent), dtype=np.int64) - row_start[parent],
+            reward=_numeric(pc.list_flatten(rewards), file, first, s_col, parent),
+            nonempty=_nonempty(texts, file, first, r_col, parent),
+            parent=parent,
         )
+        out.batches.append(scan)
+        if catcher is not None:  # a row holds all of its prompt's responses: nothing waits
+            keep = np.isfinite(scan.reward) & scan.nonempty
+            positions = flat_start + np.arange(len(parent), dtype=np.int64)
+            caught = catcher.feed(
+                pids, parent, scan.idx, scan.reward, keep, positions, texts, last=True
+            )
+            if caught is not None:
+                out.caught.append(caught)
+        flat_start += len(parent)
         if tick is not None:
             tick(n)
     return out

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sweetspot.pairs.build import PairBuilder
+from sweetspot.pairs.capture import Picker
 from sweetspot.pairs.config import PairConfig
 from sweetspot.pairs.pool import load_pool
 from sweetspot.pairs.strategies import parse_strategies
@@ -76,6 +77,7 @@ def run_pair(
             prompts=cfg.prompts,
             exclude_truncated=cfg.exclude_truncated,
             progress=passes.hook,
+            picker=Picker(tuple(strategies), ddof=cfg.ddof, seed=cfg.seed),
         )
         load_s = time.perf_counter() - t0
         if hasattr(pool.texts, "progress"):
@@ -98,6 +100,7 @@ def run_pair(
         stats["input"] = str(input_path)
         stats["layout"] = pool.layout
         stats["texts_fetched"] = int(len(rows))
+        stats["texts_read_again"] = int(getattr(pool.texts, "reads", len(rows)))
         stats["seconds"] = {
             "load": load_s,
             "select": select_s,

@@ -79,11 +79,13 @@ class TextFile:
 
 
 class StreamedTexts(TextSource):
-    """Texts read back from the input files for the rows asked for, one pass per ``take``.
+    """Texts read back from the input files for the rows asked for, one pass per ``take``;
+    rows whose texts pass 1 caught (:mod:`sweetspot.pairs.capture`) are served from those.
 
     ``ids`` maps the pool's flat rows to global response ids (the order in which pass 1 met
-    the responses, file after file). ``reads`` counts the texts taken from files (tests use it
-    to check that only selected rows are read).
+    the responses, file after file). ``reads`` counts the texts read from files again,
+    ``from_pass_1`` those served from the caught ones (tests check that only picked rows are
+    read).
     """
 
     def __init__(
@@ -96,10 +98,45 @@ class StreamedTexts(TextSource):
         self.ids = ids
         self.progress = progress
         self.reads = 0
+        self.from_pass_1 = 0
+        self._caught: tuple[np.ndarray, np.ndarray, pa.Array] | None = None
+        self._complete: np.ndarray | None = None
+        self._offsets: np.ndarray | None = None
+
+    def add_caught(
+        self, ids: np.ndarray, texts: pa.Array, complete: np.ndarray, offsets: np.ndarray
+    ) -> None:
+        """Texts caught in pass 1 (by global response id), usable for the rows of the prompts
+        marked ``complete`` (``offsets``: the pool's prompt offsets)."""
+        order = np.argsort(ids, kind="stable")
+        self._caught = (ids[order], order, texts)
+        self._complete = complete
+        self._offsets = offsets
 
     def take(self, rows: np.ndarray) -> pa.Array:
         rows = np.asarray(rows, dtype=np.int64)
         wanted = self.ids[rows]
+        hit = np.zeros(len(rows), dtype=bool)
+        if self._caught is not None and len(rows):
+            sorted_ids, order, caught = self._caught
+            prompt = np.searchsorted(self._offsets, rows, side="right") - 1
+            pos = np.minimum(np.searchsorted(sorted_ids, wanted), len(sorted_ids) - 1)
+            hit = self._complete[prompt] & (sorted_ids[pos] == wanted)
+        if hit.all() and len(rows):
+            self.from_pass_1 += len(rows)
+            return caught.take(pa.array(order[pos], pa.int64()))
+        if not hit.any():
+            return self._read(wanted)
+        self.from_pass_1 += int(hit.sum())
+        rest = np.flatnonzero(~hit)
+        parts = [caught.take(pa.array(order[pos[hit]], pa.int64())), self._read(wanted[rest])]
+        at = np.concatenate([np.flatnonzero(hit), rest])
+        inverse = np.empty(len(at), dtype=np.int64)
+        inverse[at] = np.arange(len(at))
+        return pa.concat_arrays(parts).take(pa.array(inverse, pa.int64()))
+
+    def _read(self, wanted: np.ndarray) -> pa.Array:
+        """The texts of global response ids ``wanted`` (in that order), read from the files."""
         uniq, inverse = np.unique(wanted, return_inverse=True)
         chunks: list[pa.Array] = []
         starts = np.array([f.start for f in self.files], dtype=np.int64)
