@@ -17,6 +17,7 @@ import pytest
 from pairs_reference import load_pool_one_pass
 
 import sweetspot.pairs.build as build_mod
+import sweetspot.pairs.capture as capture
 import sweetspot.pairs.sources as sources
 from sweetspot.errors import InputError
 from sweetspot.ids import prompt_id, to_messages
@@ -174,6 +175,12 @@ def _canonical(pool):
     ]
 
 
+@pytest.fixture
+def catch_all(monkeypatch):
+    """Catch texts in pass 1 however short they are (the test pools' texts are short)."""
+    monkeypatch.setattr(capture, "MIN_TEXT_BYTES", 0)
+
+
 @pytest.fixture(params=["default batches", "tiny batches"])
 def batches(request, monkeypatch):
     if request.param == "tiny batches":  # many batches per file, JSON blocks shorter than lines
@@ -184,7 +191,9 @@ def batches(request, monkeypatch):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("exclude_truncated", [False, True])
-def test_same_pool_and_pairs_as_the_one_pass_loader(tmp_path, kind, exclude_truncated, batches):
+def test_same_pool_and_pairs_as_the_one_pass_loader(
+    tmp_path, kind, exclude_truncated, batches, catch_all
+):
     path = _write_pool(kind, tmp_path, _prompts())
     new = load_pool(path, exclude_truncated=exclude_truncated)
     old = load_pool_one_pass(path, exclude_truncated=exclude_truncated)
@@ -255,7 +264,7 @@ def test_pass_2_reads_only_the_row_groups_of_picked_rows(tmp_path, monkeypatch):
     ]
 
 
-def test_texts_of_picked_rows_are_caught_in_pass_1(tmp_path, monkeypatch):
+def test_texts_of_picked_rows_are_caught_in_pass_1(tmp_path, monkeypatch, catch_all):
     path = _best_first_pool(tmp_path / "pool.parquet")
     read = _spy_pass_2(monkeypatch)
     monkeypatch.setattr(sources, "BATCH_BYTES", 500)  # prompts run across batches
@@ -265,7 +274,14 @@ def test_texts_of_picked_rows_are_caught_in_pass_1(tmp_path, monkeypatch):
     assert 20 <= stats["conventional"]["texts_fetched"] <= 40
 
 
-def test_a_stage_folder_is_read_once(tmp_path, monkeypatch):
+def test_short_texts_are_read_again_rather_than_caught(tmp_path, monkeypatch):
+    path = _best_first_pool(tmp_path / "pool.parquet")  # texts of 4-6 bytes
+    read = _spy_pass_2(monkeypatch)
+    stats = run_pair(path, tmp_path / "out", PairConfig(strategies=["conventional"]))
+    assert stats["conventional"]["texts_read_again"] == 20 and sum(read) == 100
+
+
+def test_a_stage_folder_is_read_once(tmp_path, monkeypatch, catch_all):
     path = _write_pool("stage_mirrored", tmp_path, _prompts(40))
     read = _spy_pass_2(monkeypatch)
     out = run_pair(path, tmp_path / "out", PairConfig(strategies=["grid"]))
@@ -277,7 +293,7 @@ def test_a_stage_folder_is_read_once(tmp_path, monkeypatch):
     load_pool(path)
 
 
-def test_prompts_split_across_files_are_read_again(tmp_path, monkeypatch):
+def test_prompts_split_across_files_are_read_again(tmp_path, monkeypatch, catch_all):
     prompts = _prompts(12, seed=5)
     rows = _long_rows(prompts)
     folder = tmp_path / "shards"

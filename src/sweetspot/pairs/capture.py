@@ -8,6 +8,9 @@ that may go on in the next batch of the same file waits for it. After pass 1, a 
 were all seen together by one such call is *complete*: its texts are already here. Pass 2 reads
 the files again only for the others (a prompt split across files or out of order), so for shards
 that hold each prompt's samples together the pool's text is read once.
+
+Catching costs a selection per batch; for texts of a few bytes, reading them again is cheaper,
+so files whose texts average under ``MIN_TEXT_BYTES`` are not caught (:func:`worth_catching`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,15 @@ import pyarrow as pa
 
 from sweetspot.pairs.context import PoolContext
 from sweetspot.pairs.strategies import Strategy
+
+MIN_TEXT_BYTES = 128
+
+
+def worth_catching(texts: pa.Array) -> bool:
+    """Whether a file whose first batch holds ``texts`` has texts long enough to catch."""
+    if not len(texts) or pa.types.is_null(texts.type):
+        return False
+    return texts.nbytes / len(texts) >= MIN_TEXT_BYTES
 
 
 @dataclass(frozen=True)
@@ -38,8 +50,11 @@ class Picker:
         if not len(pos):
             return pos
         k = key[pos]
-        order = np.lexsort((idx[pos], k))
-        pos, k = pos[order], k[order]
+        i = idx[pos]
+        grouped = np.all((k[1:] > k[:-1]) | ((k[1:] == k[:-1]) & (i[1:] > i[:-1])))
+        if not grouped:  # the usual shard is grouped by prompt already
+            order = np.lexsort((i, k))
+            pos, k = pos[order], k[order]
         counts = np.bincount(k, minlength=len(pids))
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         ctx = PoolContext(
@@ -108,7 +123,7 @@ def take_texts(sources: list[pa.Array], at: np.ndarray) -> pa.Array:
     parts = []
     for k in np.unique(src):
         rows = at[order][src[order] == k] - bounds[k]
-        parts.append(sources[k].take(pa.array(rows, pa.int64())))
+        parts.append(sources[k].take(pa.array(rows, pa.int64())).cast(pa.large_string()))
     if not parts:
         return pa.array([], pa.large_string())
     gathered = pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
@@ -140,7 +155,8 @@ class Catcher:
     ) -> Caught | None:
         """One batch (``pids[key]`` per row; ``positions``: each row's response position in the
         file). ``last``: no batch of this file follows, nothing waits."""
-        texts = _large(texts)
+        if pa.types.is_null(texts.type):
+            texts = pa.nulls(len(texts), pa.large_string())
         rows = _Rows(pids, key, idx, reward, keep, positions, [texts], np.arange(len(texts)))
         if self.tail is not None:
             rows = _join(self.tail, rows)
@@ -192,9 +208,3 @@ def _join(a: _Rows, b: _Rows) -> _Rows:
         a.sources + b.sources,
         np.concatenate([a.text, b.text + sum(len(x) for x in a.sources)]),
     )
-
-
-def _large(texts: pa.Array) -> pa.Array:
-    if pa.types.is_null(texts.type):
-        return pa.nulls(len(texts), pa.large_string())
-    return texts.cast(pa.large_string())

@@ -145,22 +145,40 @@ class _Prompts:
 
 
 class _Columns:
-    """Per-response arrays, appended batch by batch, concatenated once at the end."""
+    """Per-response arrays filled batch by batch: each is allocated once for the expected
+    number of rows (``reserve``) and grows by doubling past it, so nothing is concatenated."""
 
-    def __init__(self, *names: str) -> None:
-        self.parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    def __init__(self, **dtypes) -> None:
+        self.dtypes = dtypes
+        self.arrays: dict[str, np.ndarray] = {}
+        self.filled: dict[str, int] = {}
         self.rows = 0
+        self.expected = 0
+
+    def reserve(self, rows: int) -> None:
+        self.expected = rows
 
     def append(self, n: int, **arrays: np.ndarray | None) -> None:
         for k, v in arrays.items():
-            if v is not None:
-                self.parts[k].append(v)
+            if v is None:
+                continue
+            a, f = self.arrays.get(k), self.filled.get(k, 0)
+            if a is None or f + len(v) > len(a):
+                size = max(f + len(v), self.expected, 2 * (0 if a is None else len(a)), 1 << 16)
+                grown = np.empty(size, dtype=self.dtypes[k])
+                if a is not None:
+                    grown[:f] = a[:f]
+                a = self.arrays[k] = grown
+            a[f : f + len(v)] = v
+            self.filled[k] = f + len(v)
         self.rows += n
 
-    def take(self, name: str, dtype) -> np.ndarray:
-        parts = self.parts.pop(name, [])
-        out = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-        return out.astype(dtype, copy=False)
+    def take(self, name: str) -> np.ndarray:
+        """The filled part of a column (empty if nothing was appended); the column is gone."""
+        a = self.arrays.pop(name, None)
+        if a is None:
+            return np.zeros(0, dtype=self.dtypes[name])
+        return a[: self.filled.pop(name)]
 
 
 @dataclass
@@ -169,7 +187,9 @@ class _Merge:
 
     prompts: _Prompts = field(default_factory=_Prompts)
     data: _Columns = field(
-        default_factory=lambda: _Columns("code", "idx", "reward", "nonempty", "truncated")
+        default_factory=lambda: _Columns(
+            code=np.int32, idx=np.int64, reward=np.float64, nonempty=bool, truncated=bool
+        )
     )
     table: dict[str, tuple[int, int]] | None = None  # prompt table: id -> messages location
     files: list[SourceFile] = field(default_factory=list)
@@ -332,6 +352,8 @@ def load_pool(
         tick(None)
         return out
 
+    if layout != "wide" and all(f.is_parquet for f in files):
+        merge.data.reserve(sum(f.metadata.num_rows for f in files))
     matched = True
     for fs in map_ordered(scan, [f for f in files if stage or f.names]):
         merge.add(fs)
@@ -490,18 +512,18 @@ def _assemble(
     """Group the responses by prompt (sorting only what is out of order), check they are
     unique, drop the unusable ones (counted) and index what is left by prompt."""
     data = merge.data
-    code = data.take("code", np.int32)
-    idx = data.take("idx", np.int64)
-    if stage is not None:
-        data.parts.pop("reward", None)
+    code = data.take("code")
+    idx = data.take("idx")
+    if stage is not None:  # rewards by a pool-wide join with the score shards
+        data.take("reward")
         rewards = _join_scores(merge, stage, code, idx, progress)
     else:
-        rewards = data.take("reward", np.float64)
+        rewards = data.take("reward")
     order = _group_order(code, idx)
     if order is not None:
         _check_unique(merge, code, idx, order)
     finite = np.isfinite(rewards)
-    nonempty = data.take("nonempty", bool)
+    nonempty = data.take("nonempty")
     keep = finite & nonempty
     dropped = {
         "non_finite_reward": int((~finite).sum()),
@@ -509,7 +531,7 @@ def _assemble(
     }
     del finite, nonempty
     if exclude_truncated:
-        truncated = data.take("truncated", bool)
+        truncated = data.take("truncated")
         if len(truncated) != len(keep):  # a wide pool has no finish reasons
             truncated = np.zeros(len(keep), dtype=bool)
         dropped["truncated"] = int((keep & truncated).sum())

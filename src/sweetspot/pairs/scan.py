@@ -23,7 +23,7 @@ from sweetspot.errors import InputError
 from sweetspot.ids import prompt_id, to_messages
 from sweetspot.io import MESSAGE_TYPE, MESSAGES_TYPE, iter_jsonl_rows
 from sweetspot.pairs.arrays import to_numpy
-from sweetspot.pairs.capture import Catcher, Caught, Picker
+from sweetspot.pairs.capture import Catcher, Caught, Picker, worth_catching
 from sweetspot.pairs.sources import JsonReadError, SourceFile
 
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -392,6 +392,7 @@ def scan_long(
     out.scores_matched = mirror is not None
     catcher = Catcher(picker) if picker is not None else None
     dictionary = _parquet_dictionary(file, key_col, f_col) if file.is_parquet else []
+    total = file.metadata.num_rows if file.is_parquet else None
     for first, batch in file.batches(read, types, dictionary=dictionary):
         n = batch.num_rows
         idx = _sample_idx(batch.column(i_col), file, first, i_col)
@@ -414,14 +415,19 @@ def scan_long(
                 eq = pc.equal(batch.column(f_col), "length")
                 scan.truncated = to_numpy(pc.fill_null(eq, False))
         out.batches.append(scan)
-        if catcher is not None and scan.reward is None:
-            catcher = None  # no rewards here (stage without a matching score shard)
+        if catcher is not None and (
+            scan.reward is None or (first == 0 and not worth_catching(texts))
+        ):
+            catcher = None  # no rewards here (stage without a matching score shard), short texts
         if catcher is not None:
             keep = np.isfinite(scan.reward) & scan.nonempty
             if scan.truncated is not None:
                 keep &= ~scan.truncated
             positions = first + np.arange(n, dtype=np.int64)
-            caught = catcher.feed(keys.ids, keys.index, idx, scan.reward, keep, positions, texts)
+            last = total is not None and first + n == total  # nothing of this file follows
+            caught = catcher.feed(
+                keys.ids, keys.index, idx, scan.reward, keep, positions, texts, last
+            )
             if caught is not None:
                 out.caught.append(caught)
         if tick is not None:
@@ -523,6 +529,8 @@ def scan_wide(
             parent=parent,
         )
         out.batches.append(scan)
+        if catcher is not None and first == 0 and not worth_catching(texts):
+            catcher = None  # texts of a few bytes: reading them again costs less
         if catcher is not None:  # a row holds all of its prompt's responses: nothing waits
             keep = np.isfinite(scan.reward) & scan.nonempty
             positions = flat_start + np.arange(len(parent), dtype=np.int64)
