@@ -537,10 +537,11 @@ def _assemble(
         dropped["truncated"] = int((keep & truncated).sum())
         keep &= ~truncated
         del truncated
-    sel = np.flatnonzero(keep) if order is None else order[keep[order]]
+    everything = order is None and bool(keep.all())  # nothing to drop or move: no copies
+    sel = None if everything else np.flatnonzero(keep) if order is None else order[keep[order]]
     del keep, order
     n_prompts = len(merge.prompts.ids)
-    counts = np.bincount(code[sel], minlength=n_prompts)
+    counts = np.bincount(code if sel is None else code[sel], minlength=n_prompts)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     loc = np.array(merge.prompts.loc, dtype=np.int64).reshape(-1, 2)
     texts = StreamedTexts(merge.text_files, sel)
@@ -560,8 +561,8 @@ def _assemble(
         prompt_ids=np.array(merge.prompts.ids, dtype=object),
         messages=ChunkedMessages(merge.prompts.chunks, loc[:, 0], loc[:, 1]),
         offsets=offsets,
-        sample_idx=idx[sel],
-        rewards=rewards[sel],
+        sample_idx=idx if sel is None else idx[sel],
+        rewards=rewards if sel is None else rewards[sel],
         texts=texts,
         responses_in=len(rewards),
         dropped=dropped,

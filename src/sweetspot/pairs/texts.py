@@ -83,15 +83,15 @@ class StreamedTexts(TextSource):
     rows whose texts pass 1 caught (:mod:`sweetspot.pairs.capture`) are served from those.
 
     ``ids`` maps the pool's flat rows to global response ids (the order in which pass 1 met
-    the responses, file after file). ``reads`` counts the texts read from files again,
-    ``from_pass_1`` those served from the caught ones (tests check that only picked rows are
-    read).
+    the responses, file after file; None: they are the same). ``reads`` counts the texts read
+    from files again, ``from_pass_1`` those served from the caught ones (tests check that only
+    picked rows are read).
     """
 
     def __init__(
         self,
         files: list[TextFile],
-        ids: np.ndarray,
+        ids: np.ndarray | None,
         progress: Callable[[str, float], None] | None = None,
     ) -> None:
         self.files = files
@@ -115,7 +115,7 @@ class StreamedTexts(TextSource):
 
     def take(self, rows: np.ndarray) -> pa.Array:
         rows = np.asarray(rows, dtype=np.int64)
-        wanted = self.ids[rows]
+        wanted = rows if self.ids is None else self.ids[rows]
         hit = np.zeros(len(rows), dtype=bool)
         if self._caught is not None and len(rows):
             sorted_ids, order, caught = self._caught
