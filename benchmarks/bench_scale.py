@@ -167,11 +167,11 @@ def pool_files(pool: Path) -> list[Path]:
 # -- measuring ---------------------------------------------------------------------------------
 
 
-def measure(cmd: list[str]) -> dict:
+def measure(cmd: list[str], env: dict | None = None) -> dict:
     """Wall time and peak RSS of a child process (``/usr/bin/time -v``, else psutil polling)."""
     if Path("/usr/bin/time").exists():
         t = time.perf_counter()
-        res = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+        res = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t
         if res.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd[:4])} ... failed:\n{res.stderr[-3000:]}")
@@ -180,7 +180,7 @@ def measure(cmd: list[str]) -> dict:
     import psutil
 
     t = time.perf_counter()
-    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     peak = 0
     while proc.poll() is None:
         with contextlib.suppress(psutil.Error):
@@ -224,6 +224,34 @@ def compare_with_one_pass(pool: Path, out: Path, strategies: list[str]) -> bool:
     return True
 
 
+def run_baseline(args, pool: Path, strategies: list[str], pairs_out: Path) -> dict:
+    """The same ``pair`` command with another sweetspot's code; its pairs must be the ones
+    written to ``pairs_out`` (ids, indices, texts exactly; statistics within 1e-12)."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    out = args.out / f"baseline-pairs-of-{pool.name}"
+    cmd = [sys.executable, "-m", "sweetspot.cli", "pair", "-i", str(pool), "-o", str(out)]
+    for s in strategies:
+        cmd += ["-s", s]
+    env = {**os.environ, "PYTHONPATH": str(args.baseline_src.resolve())}
+    try:
+        m = measure(cmd, env=env)
+    except RuntimeError as e:
+        return {"error": str(e).splitlines()[-1][:300]}
+    same = True
+    for name in map(_stem, strategies):
+        a, b = pq.read_table(out / f"{name}.parquet"), pq.read_table(pairs_out / f"{name}.parquet")
+        for col in ("prompt_id", "chosen_idx", "rejected_idx", "chosen", "rejected", "prompt"):
+            same &= a.column(col).equals(b.column(col))
+        for col in ("mu", "sigma", "chosen_z", "rejected_z"):
+            x, y = a.column(col).to_numpy(), b.column(col).to_numpy()
+            same &= bool(np.allclose(x, y, rtol=0, atol=1e-12, equal_nan=True))
+    shutil.rmtree(out, ignore_errors=True)
+    return {**m, "same_pairs": bool(same)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=61_135)
@@ -240,6 +268,15 @@ def main() -> None:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=1, help="runs of each; the fastest counts")
+    ap.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="src/ folder of another sweetspot (e.g. `git archive` of an older commit): its "
+        "`sweetspot pair` runs on the same pools, timed the same way, and its pairs are compared",
+    )
+    ap.add_argument(
+        "--baseline-max-n", type=int, default=16, help="run the baseline only up to this n"
+    )
     args = ap.parse_args()
     strategies = args.strategy or ["sweet-spot", "conventional"]
     cli = sweetspot_cli()
@@ -286,6 +323,8 @@ def main() -> None:
                     row["same_pairs_as_one_pass"] = compare_with_one_pass(
                         pool, pairs_out, strategies
                     )
+                if args.baseline_src and n <= args.baseline_max_n:
+                    row["baseline"] = run_baseline(args, pool, strategies, pairs_out)
                 shutil.rmtree(pairs_out, ignore_errors=True)
                 results.append(row)
                 print(
@@ -296,6 +335,18 @@ def main() -> None:
                     + (f" | same pairs: {row['same_pairs_as_one_pass']}" if args.compare else ""),
                     flush=True,
                 )
+                if "baseline" in row:
+                    b = row["baseline"]
+                    print(
+                        f"  baseline ({args.baseline_src}): "
+                        + (
+                            f"{b['wall_s']:.1f} s {b['peak_mb']:.0f} MB, same pairs: "
+                            f"{b['same_pairs']}"
+                            if "error" not in b
+                            else f"failed: {b['error']}"
+                        ),
+                        flush=True,
+                    )
                 if not args.keep:
                     shutil.rmtree(pool)
     finally:

@@ -3,10 +3,12 @@
 Reads only what selection needs — prompt keys, sample indices, rewards, finish reasons and a
 per-response "empty text" flag computed batch by batch (the text itself is dropped at once) —
 from a file, a folder of shards or a stage folder (:mod:`sweetspot.pairs.scan`, files read by
-worker threads, merged here in order). The response texts stay in the files; pass 2
-(:mod:`sweetspot.pairs.texts`) fetches those of the selected rows only. Memory grows with the
-number of responses (a few bytes each), never with the pool's text. Every bad row is reported by
-file, row (JSONL: line) and field; the row is found when the error happens, not carried along.
+worker threads, merged here in order). Texts stay in the files, except those of the rows the
+strategies pick among prompts seen whole in one batch (:mod:`sweetspot.pairs.capture`); pass 2
+(:mod:`sweetspot.pairs.texts`) fetches the other picked rows' texts only. Memory grows with the
+number of responses (a few bytes each) and the pairs' text, never with the pool's text. Every
+bad row is reported by file, row (JSONL: line) and field; the row is found when the error
+happens, not carried along.
 
 Layouts, detected from the columns:
 - wide, one row per prompt: ``prompt``/``instruction``, ``responses``/``output``,

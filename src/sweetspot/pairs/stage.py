@@ -1,9 +1,10 @@
 """``run_pair``: the pair stage from a scored pool on disk to one dataset per strategy.
 
-Two passes over the input: pass 1 reads keys, rewards and flags and every strategy picks its
-rows (:mod:`sweetspot.pairs.pool`, :mod:`sweetspot.pairs.build`); pass 2 reads the texts of the
-picked rows only, all strategies at once (:mod:`sweetspot.pairs.texts`). Then each strategy's
-pairs are written as ``<name>.parquet|jsonl`` with statistics in ``<name>.json``.
+Two passes over the input: pass 1 reads keys, rewards and flags (catching on the way the texts
+of rows it can already tell are picked) and every strategy picks its rows
+(:mod:`sweetspot.pairs.pool`, :mod:`sweetspot.pairs.build`); pass 2 reads the texts of the
+other picked rows only, all strategies at once (:mod:`sweetspot.pairs.texts`). Then each
+strategy's pairs are written as ``<name>.parquet|jsonl`` with statistics in ``<name>.json``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Pass 2 of the pair stage: the texts of the selected responses, and prompts' messages.
 
-Pass 1 (:mod:`sweetspot.pairs.pool`) keeps no text. Once every strategy has picked its rows,
-:class:`StreamedTexts` streams the input files once more and takes the text of those rows only
-(reading, in Parquet, only the text column of the row groups that hold one), so memory grows with
-the pairs' text, not the pool's. Strings are kept as ``large_string`` or as separate chunks: no
-string array is ever concatenated past 2 GB.
+Pass 1 (:mod:`sweetspot.pairs.pool`) keeps no text but the texts of the rows it already knew
+to be picked (:mod:`sweetspot.pairs.capture`). Once every strategy has picked its rows,
+:class:`StreamedTexts` serves those from memory and streams the input files once more for the
+others only, taking the text of those rows (reading, in Parquet, only the text column of the row
+groups that hold one), so memory grows with the pairs' text, not the pool's. Strings are kept as
+``large_string`` or as separate chunks: no string array is ever concatenated past 2 GB.
 """
 
 from __future__ import annotations
