@@ -86,3 +86,22 @@ def test_row_count_check(tmp_path):
     check_jsonl_rows(path, 2)  # a blank line, no final newline
     with pytest.raises(InputError, match="Extra data"):
         check_jsonl_rows(write(tmp_path / "two.jsonl", '{"a": 1} {"a": 2}\n'), 2)
+
+
+def test_text_that_looks_like_a_date_stays_text(tmp_path):
+    rows = [{"a": "2021-01-01", "b": ["2021-01-01T00:00:00", "x"], "c": {"d": "1999-12-31"}}]
+    path = write(tmp_path / "dates.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    assert read_jsonl(path).to_pylist() == rows
+    got = pa.Table.from_batches(list(open_jsonl(path))).to_pylist()
+    assert got == rows
+
+
+def test_the_pair_stage_reads_date_like_prompts_and_texts(tmp_path):
+    from sweetspot.pairs import PairBuilder, load_pool, parse_strategies
+
+    rows = [{"prompt": "2021-01-01", "responses": ["2021-01-02", "ok"], "rewards": [1.0, 0.0]}]
+    path = write(tmp_path / "pool.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    table, _ = PairBuilder.from_pool(load_pool(path)).build(parse_strategies(["max:min"])[0])
+    (row,) = table.to_pylist()
+    assert row["prompt"][0]["content"] == "2021-01-01"
+    assert row["chosen"][0]["content"] == "2021-01-02"

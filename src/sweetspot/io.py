@@ -181,25 +181,50 @@ def check_jsonl_rows(path: str | os.PathLike, rows: int) -> None:
         )
 
 
+def _strings_for_timestamps(t: pa.DataType) -> pa.DataType:
+    """``t`` with every timestamp (pyarrow's JSON reader takes "2024-01-01" for one) a string,
+    as the text it was."""
+    if pa.types.is_timestamp(t):
+        return pa.string()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = _strings_for_timestamps(t.value_type)
+        return pa.list_(inner) if pa.types.is_list(t) else pa.large_list(inner)
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _strings_for_timestamps(f.type), f.nullable) for f in t])
+    return t
+
+
+def jsonl_schema(path: str | os.PathLike, block_size: int = 1 << 20) -> pa.Schema:
+    """The columns of a JSONL file as pyarrow infers them from its first block, with text that
+    looks like a date kept as text. Raises ``pa.ArrowInvalid`` on bad input there."""
+    first = next(open_jsonl(path, block_size=block_size, infer=True), None)
+    if first is None:
+        return pa.schema([])
+    return pa.schema([pa.field(f.name, _strings_for_timestamps(f.type)) for f in first.schema])
+
+
 def open_jsonl(
     path: str | os.PathLike,
     *,
     schema: pa.Schema | None = None,
     block_size: int = JSONL_BLOCK_SIZE,
+    infer: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """Stream a JSONL file as record batches with pyarrow's JSON reader, ``block_size`` bytes of
     text at a time (a line longer than that grows the block: the file is read again from where
     it was). With ``schema``, only its fields are read (converted to its types) and every other
-    field is skipped. Raises ``pa.ArrowInvalid`` on bad input while iterating (locate it with
-    :func:`jsonl_problem`); an empty file gives no batch."""
+    field is skipped; without, the columns are those of :func:`jsonl_schema` (``infer``: as
+    pyarrow infers them, dates included). Raises ``pa.ArrowInvalid`` on bad input while
+    iterating (locate it with :func:`jsonl_problem`); an empty file gives no batch."""
     import pyarrow.json as pj
 
     size = Path(path).stat().st_size
-    parse = (
-        pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-        if schema is not None
-        else pj.ParseOptions()
-    )
+    if schema is not None:
+        parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    elif infer or not size:
+        parse = pj.ParseOptions()
+    else:
+        parse = pj.ParseOptions(explicit_schema=jsonl_schema(path))
     done = 0
     while size:
         seen = 0
@@ -223,18 +248,35 @@ def open_jsonl(
 
 
 def read_jsonl(path: Path) -> pa.Table:
-    """Read a JSONL file with pyarrow's JSON reader. A line that is not a JSON object is an error
-    naming the file, the line and the parser's reason; rows whose fields change type are an error
-    naming the file."""
-    try:
-        batches = list(open_jsonl(path))
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise jsonl_problem(path) or InputError(
+    """Read a JSONL file with pyarrow's JSON reader (text that looks like a date stays text). A
+    line that is not a JSON object is an error naming the file, the line and the parser's
+    reason; rows whose fields change type are an error naming the file."""
+    import pyarrow.json as pj
+
+    def failed(e: Exception) -> InputError:
+        return jsonl_problem(path) or InputError(
             f"rows do not share one schema ({_arrow_reason(e)})", file=str(path)
-        ) from None
-    if not batches:
+        )
+
+    size = Path(path).stat().st_size
+    try:
+        schema = jsonl_schema(path) if size else pa.schema([])
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise failed(e) from None
+    if not schema.names:
         return pa.table({})
-    table = pa.Table.from_batches(batches)
+    parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+    block = JSONL_BLOCK_SIZE
+    while True:
+        try:
+            options = pj.ReadOptions(block_size=block)
+            table = pj.read_json(path, read_options=options, parse_options=parse)
+            break
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            if "straddl" in str(e) and block < size:
+                block = min(size, block * 4)  # a line longer than a block
+                continue
+            raise failed(e) from None
     check_jsonl_rows(path, table.num_rows)
     return table
 

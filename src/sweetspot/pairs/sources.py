@@ -20,7 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sweetspot.errors import InputError
-from sweetspot.io import check_jsonl_rows, jsonl_line_numbers, jsonl_problem, open_jsonl
+from sweetspot.io import (
+    check_jsonl_rows,
+    jsonl_line_numbers,
+    jsonl_problem,
+    jsonl_schema,
+    open_jsonl,
+)
 
 # Uncompressed bytes of the requested columns per batch: small enough to bound memory, large
 # enough that per-batch overhead does not show.
@@ -67,10 +73,9 @@ class SourceFile:
         if self.is_parquet:
             return self.metadata.schema.to_arrow_schema()
         try:
-            first = next(open_jsonl(self.path, block_size=1 << 20), None)
+            return jsonl_schema(self.path)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise JsonReadError(self.path, str(e)) from None
-        return pa.schema([]) if first is None else first.schema
 
     @property
     def names(self) -> list[str]:
