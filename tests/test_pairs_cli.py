@@ -33,13 +33,14 @@ def test_pair_writes_each_strategy(tmp_path):
         stats = json.loads((out / f"{name}.json").read_text())
         assert table.num_rows == stats["pairs_out"] == 12
         assert stats["prompts_in"] == 12
-        assert set(stats["dropped"]) == {
+        assert list(stats["dropped"]) == [  # SPEC §2 order
             "too_few_rewards",
+            "too_few_for_ddof",
             "zero_sigma",
             "same_sample",
-            "below_margin",
             "identical_text",
-        }
+            "below_margin",
+        ]
         for key in ("chosen_z", "rejected_z", "margin"):
             assert {"mean", "p5", "p50", "p95"} <= set(stats[key])
         pool = stats["pool"]
@@ -155,6 +156,30 @@ BAD_WIDE = [
     ([{"prompt": "a", "responses": ["x"], "rewards": ["1.0"]}], "rewards", 1, "not a number"),
     ([{"prompt": "a", "answers": ["x"], "rewards": [1.0]}], "responses", None, "missing column"),
     ([{"prompt": 5, "responses": ["x"], "rewards": [1.0]}], "prompt", 1, "string or a list"),
+    (
+        [
+            {"prompt": "a", "responses": ["x", "y"], "rewards": [1.0, 2.0]},
+            {"prompt": "b", "responses": ["x", "y"], "rewards": [1.0, 2.0]},
+            {"prompt": "a", "responses": ["z"], "rewards": [3.0]},
+        ],
+        "prompt",
+        3,
+        "('a') has a second row; first seen in row 1",
+    ),
+    (
+        [{"prompt": "a", "responses": ["x", "y"], "rewards": None}],
+        "rewards",
+        1,
+        "missing list",
+    ),
+]
+BAD_LONG = [
+    ({"sample_idx": 1.5}, "sample_idx", "wrong type: 1.5"),
+    ({"sample_idx": -1}, "sample_idx", "sample index must be >= 0"),
+    ({"sample_idx": None}, "sample_idx", "missing sample index"),
+    ({"reward": "high"}, "reward", "reward is not a number: 'high'"),
+    ({"response": 5}, "response", "wrong type: 5"),
+    ({"prompt": [{"content": "no role"}]}, "prompt", "is not a {role, content} message"),
 ]
 
 
@@ -174,6 +199,22 @@ def test_bad_wide_input_exits_2_naming_row_and_field(tmp_path, rows, field, row,
     assert sorted(p.name for p in out.iterdir()) == ["keep.parquet"]  # nothing lost or added
 
 
+@pytest.mark.parametrize("change, field, words", BAD_LONG)
+def test_bad_long_jsonl_exits_2_naming_line_and_field(tmp_path, change, field, words):
+    rows = long_rows({"p": [1.0, 2.0, 3.0], "q": [0.0, 1.0]})
+    rows.insert(3, {**rows[0], "sample_idx": 7, **change})
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        "\n".join(json.dumps(r) for r in rows[:2])
+        + "\n\n"
+        + "".join(json.dumps(r) + "\n" for r in rows[2:])
+    )  # a blank line: the bad row (row 4) is on line 5
+    res = run("-i", str(path), "-o", str(tmp_path / "out"))
+    assert res.returncode == 2, res.stderr
+    assert f"{path}, row 5, field '{field}'" in res.stderr and words in res.stderr
+    assert "Traceback" not in res.stderr
+
+
 def test_duplicate_sample_is_an_error(tmp_path):
     rows = long_rows({"p": [1.0, 2.0, 3.0]})
     rows.append(dict(rows[1]))
@@ -188,7 +229,11 @@ def test_bad_json_line_and_bad_strategy(tmp_path):
     path = tmp_path / "broken.jsonl"
     path.write_text('{"prompt": "a", "responses": ["x"], "rewards": [1]}\n{oops\n')
     res = run("-i", str(path), "-o", str(tmp_path / "o"))
-    assert res.returncode == 2 and "row 2" in res.stderr and "not valid JSON" in res.stderr
+    assert res.returncode == 2 and "row 2" in res.stderr
+    assert (
+        "not valid JSON: Expecting property name enclosed in double quotes (line 2, column 2)"
+        in (res.stderr)
+    )
     good = write_wide_jsonl(tmp_path / "good.jsonl", {"p": [1.0, 2.0]})
     res = run("-i", str(good), "-o", str(tmp_path / "o"), "-s", "min:max")
     assert res.returncode == 2 and "above" in res.stderr

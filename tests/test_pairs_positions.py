@@ -10,7 +10,7 @@ import pytest
 from pairs_util import build, long_rows, write_long_parquet, write_wide_jsonl
 
 from sweetspot.errors import ConfigError
-from sweetspot.pairs import PairBuilder, load_pool, parse_strategies
+from sweetspot.pairs import DROP_REASONS, PairBuilder, load_pool, parse_strategies
 
 ONE_TO_FIVE = {"p": [1.0, 2.0, 3.0, 4.0, 5.0]}  # mu = 3, sigma (ddof 0) = sqrt(2) = 1.4142
 
@@ -217,3 +217,49 @@ def test_dense_and_segment_paths_agree(tmp_path):
             cols = ["prompt_id", "chosen_idx", "rejected_idx"]
             assert ta.select(cols).to_pylist() == tb.select(cols).to_pylist()
             np.testing.assert_allclose(ta["sigma"].to_numpy(), tb["sigma"].to_numpy())
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 6, 7, 10, 33, 400])
+@pytest.mark.parametrize("value", [0.1, -0.35, 1e6 + 0.1, 3.0])
+def test_equal_rewards_are_zero_sigma_whatever_their_count(tmp_path, n, value):
+    # summing n copies of 0.1 and dividing by n misses 0.1 by an ulp when n is not a power of
+    # two; σ was then ~4e-16 and the prompt was counted same_sample instead of zero_sigma
+    rows, stats = build(write_wide_jsonl(tmp_path / "pool.jsonl", {"p": [value] * n}), "max:min")
+    assert rows == [] and stats["dropped"]["zero_sigma"] == 1
+    pool = load_pool(tmp_path / "pool.jsonl")
+    ctx = pool.context()
+    assert ctx.sigma[0] == 0.0 and ctx.mu[0] == value
+
+
+def test_a_one_ulp_spread_is_not_zero_sigma(tmp_path):
+    lo = 1.0
+    hi = float(np.nextafter(lo, 2.0))
+    rows, stats = build(write_wide_jsonl(tmp_path / "pool.jsonl", {"p": [lo, hi, lo]}), "max:min")
+    assert [(r["chosen_idx"], r["rejected_idx"]) for r in rows] == [(1, 0)]
+    assert stats["dropped"]["zero_sigma"] == 0
+
+
+def test_ddof_at_or_above_n_has_its_own_reason(tmp_path):
+    prompts = {"two": [1.0, 2.0], "three": [1.0, 2.0, 3.0], "one": [5.0]}
+    _, stats = pick(tmp_path, prompts, "max:min", ddof=2)
+    assert stats["dropped"]["too_few_rewards"] == 1  # "one": fewer than 2 rewards comes first
+    assert stats["dropped"]["too_few_for_ddof"] == 1  # "two": n - ddof = 0, σ undefined
+    assert stats["dropped"]["zero_sigma"] == 0
+    assert stats["pairs_out"] == 1
+
+
+def test_drop_reasons_follow_the_spec_order(tmp_path):
+    # identical texts AND a margin too small: SPEC §2 checks identical_text first
+    texts = {"p": ["same answer", "other", "same  answer "]}
+    path = write_wide_jsonl(tmp_path / "pool.jsonl", {"p": [1.2, 1.1, 1.0]}, texts)
+    _, stats = build(path, "max:min", margin=0.5)
+    assert stats["dropped"]["identical_text"] == 1 and stats["dropped"]["below_margin"] == 0
+    assert list(stats["dropped"]) == list(DROP_REASONS)
+    assert list(DROP_REASONS) == [
+        "too_few_rewards",
+        "too_few_for_ddof",
+        "zero_sigma",
+        "same_sample",
+        "identical_text",
+        "below_margin",
+    ]

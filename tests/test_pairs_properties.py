@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pairs_util import long_rows
@@ -99,3 +101,145 @@ def test_grid_emits_21_strategies(tmp_path, prompts):
     assert len(out) == 21
     for name, rows in out.items():
         assert all(r["strategy"] == name for r in rows)
+
+
+# -- a prompt's pairs depend on that prompt alone (issue 9) ------------------------------------
+
+grid_reward = st.integers(-20, 20).map(lambda x: x * 0.05)  # a coarse grid: ties everywhere
+grid_pools = st.dictionaries(
+    st.text("abcdefgh", min_size=1, max_size=5),
+    st.lists(grid_reward, min_size=1, max_size=40),
+    min_size=2,
+    max_size=10,
+)
+ALONE_SPECS = ["grid", "max:random", "max:min-of-3", "q=0.8:q=0.3", "z=1.5:z=-0.5"]
+
+
+def _rows_by_prompt(path, specs=ALONE_SPECS, ddof=0.0):
+    builder = PairBuilder.from_pool(load_pool(path), seed=11, ddof=ddof)
+    out: dict[str, list] = {}
+    for s in parse_strategies(specs):
+        table, _ = builder.build(s)
+        for row in table.to_pylist():
+            out.setdefault(row["prompt_id"], []).append((s.name, row))
+    return out
+
+
+@SETTINGS
+@given(prompts=grid_pools, ddof=st.sampled_from([0.0, 1.0]))
+def test_a_prompts_pairs_are_the_same_alone_and_in_any_pool(tmp_path, prompts, ddof):
+    """μ, σ, every tie-break and every diagnostic of a prompt come from its own rewards: the
+    prompt alone, in the whole pool, and in a pool with other neighbours give equal rows."""
+    whole = _rows_by_prompt(_pool_file(tmp_path, prompts, order_seed=1), ddof=ddof)
+    names = list(prompts)
+    half = {p: prompts[p] for p in names[::2]}
+    parts = _rows_by_prompt(_pool_file(tmp_path, half, order_seed=2), ddof=ddof)
+    for p in names:
+        alone = _rows_by_prompt(_pool_file(tmp_path, {p: prompts[p]}), ddof=ddof)
+        assert len(alone) <= 1
+        for pid, rows in alone.items():
+            assert json.dumps(rows) == json.dumps(whole[pid])
+            if p in half:
+                assert json.dumps(rows) == json.dumps(parts[pid])
+
+
+def test_same_prompt_same_mu_whatever_the_padding(tmp_path):
+    """The case from issue 9: μ of one prompt summed inside a padded dense matrix differed in
+    the last bit from μ of the same prompt alone, and its rejected index changed."""
+    target = [0.05 * k for k in (-9, -7, -7, -5, -3, -9, -1, -7, -3, -5)]
+    wide = {f"w{i}": [0.05 * k for k in range(-20, 20)] for i in range(3)}  # pads to n = 40
+    alone = _rows_by_prompt(_pool_file(tmp_path, {"t": target}), specs=["grid"])
+    mixed = _rows_by_prompt(_pool_file(tmp_path, {"t": target, **wide}), specs=["grid"])
+    (pid,) = alone
+    assert json.dumps(alone[pid]) == json.dumps(mixed[pid])
+
+
+# -- helpers of the streaming stage, against their plain definitions ---------------------------
+
+WHITESPACE = [c for c in map(chr, range(0x3001)) if c.isspace()]
+words = st.text(st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")), max_size=40)
+spaces = st.text(st.sampled_from(WHITESPACE), min_size=1, max_size=40)
+texts = st.builds(
+    lambda lead, ws, trail: lead + "".join(w + s for w, s in ws) + trail,
+    st.text(st.sampled_from(WHITESPACE), max_size=40),
+    st.lists(st.tuples(words, spaces), max_size=6),
+    words,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pairs=st.lists(st.tuples(texts, texts, st.booleans()), min_size=1, max_size=20))
+def test_identical_texts_is_the_whitespace_rule(pairs):
+    from sweetspot.pairs.identical import identical_texts
+
+    a, b = [], []
+    for x, y, same in pairs:
+        a.append(x)
+        # half the time, the same words with other whitespace
+        b.append(("\u3000 " + "\t".join(x.split()) + "\n") if same else y)
+    got = identical_texts(pa.array(a, pa.large_string()), pa.array(b, pa.string()))
+    want = [" ".join(x.split()) == " ".join(y.split()) for x, y in zip(a, b)]
+    assert got.tolist() == want
+
+
+def test_whitespace_bytes_are_the_arrow_and_python_set():
+    from sweetspot.pairs.identical import _whitespace
+
+    spaces = [c for c in map(chr, range(0x110000)) if c.isspace()]
+    for c in spaces:
+        m = np.frombuffer(("a" + c + "b").encode(), dtype=np.uint8)[None, :]
+        assert _whitespace(m)[0].tolist() == [False] + [True] * len(c.encode()) + [False], c
+    # no other character of 1-3 UTF-8 bytes is taken for whitespace
+    others = "".join(chr(c) for c in range(0x80, 0x3100) if not chr(c).isspace())
+    m = np.frombuffer(others.encode(), dtype=np.uint8)[None, :]
+    assert not _whitespace(m).any()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    prompts=st.lists(
+        st.one_of(
+            st.text(max_size=30),
+            st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "role": st.sampled_from(["system", "user", "assistant"]),
+                        "content": st.text(max_size=20),
+                    }
+                ),
+                min_size=1,
+                max_size=3,
+            ),
+        ),
+        min_size=1,
+        max_size=8,
+    ).filter(lambda ps: len({type(p) for p in ps}) == 1)
+)
+def test_prompt_ids_of_the_fast_paths_are_those_of_ids(prompts):
+    from sweetspot.ids import prompt_id, to_messages
+    from sweetspot.pairs.scan import prompt_messages
+
+    values = pa.array(prompts)
+    pids, msgs = prompt_messages(values, None, np.arange(len(prompts)), "prompt")
+    assert pids == [prompt_id(to_messages(p)) for p in prompts]
+    assert msgs.to_pylist() == [to_messages(p) for p in prompts]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    segs=st.lists(st.lists(st.integers(-40, 40).map(lambda x: x * 0.05), max_size=30), max_size=12)
+)
+def test_segment_sums_depend_on_the_segment_alone(segs):
+    from sweetspot.pairs.segments import segment_sum
+
+    values = np.array([x for s in segs for x in s], dtype=np.float64)
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in segs])]).astype(np.int64)
+    together = segment_sum(values, offsets)
+    center = np.arange(len(segs)) * 0.1
+    cubes = segment_sum(values, offsets, center=center, power=3)
+    for i, s in enumerate(segs):
+        alone = segment_sum(np.array(s, dtype=np.float64), np.array([0, len(s)]))
+        assert together[i] == alone[0]
+        assert together[i] == pytest.approx(math.fsum(s), abs=1e-12)
+        c = segment_sum(np.array(s), np.array([0, len(s)]), center=center[i : i + 1], power=3)
+        assert cubes[i] == c[0]

@@ -121,37 +121,214 @@ def list_table_files(path: str | os.PathLike) -> list[Path]:
     return files
 
 
+JSONL_BLOCK_SIZE = 16 << 20  # bytes of JSON text per block of pyarrow's JSON reader
+
+
+def _json_error(e: json.JSONDecodeError, lineno: int) -> str:
+    return f"not valid JSON: {e.msg} (line {lineno}, column {e.colno})"
+
+
+def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of a JSONL file with their 1-based line numbers (Python, line by line:
+    for locating errors and for small files)."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(
+                    f"not valid UTF-8 (byte {e.start + 1} of the line)", file=str(path), row=lineno
+                ) from None
+            if line.strip():
+                yield lineno, line
+
+
+def iter_jsonl_rows(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Every row of a JSONL file parsed in Python, with its line number; a line that is not a
+    JSON object is an ``InputError`` naming the line and the parser's full reason."""
+    for lineno, line in iter_jsonl_lines(path):
+        try:
+            row = json.loads(line.rstrip("\r\n"))
+        except json.JSONDecodeError as e:
+            raise InputError(_json_error(e, lineno), file=str(path), row=lineno) from None
+        if not isinstance(row, dict):
+            raise InputError("a line must be a JSON object", file=str(path), row=lineno)
+        yield lineno, row
+
+
+def jsonl_problem(path: str | os.PathLike) -> InputError | None:
+    """The first line of a JSONL file that is not a JSON object (as an ``InputError`` naming the
+    file, line and the full reason), or None when every line is one."""
+    try:
+        for _ in iter_jsonl_rows(path):
+            pass
+    except InputError as e:
+        return e
+    return None
+
+
+def jsonl_line_numbers(path: str | os.PathLike, rows) -> list[int]:
+    """The 1-based line numbers of the given 0-based rows of a JSONL file (blank lines do not
+    count as rows). Re-scans the file: used when an error needs its line, never per row."""
+    import numpy as np
+
+    rows = np.asarray(rows, dtype=np.int64).ravel()
+    want = {int(r) for r in rows}
+    found: dict[int, int] = {}
+    if want:
+        last = max(want)
+        for i, (lineno, _) in enumerate(iter_jsonl_lines(path)):
+            if i in want:
+                found[i] = lineno
+            if i >= last:
+                break
+    return [found.get(int(r), int(r) + 1) for r in rows]
+
+
+def check_jsonl_rows(path: str | os.PathLike, rows: int) -> None:
+    """Check that the ``rows`` rows pyarrow's JSON reader found in a JSONL file are its
+    non-blank lines, one object per line (so that row i maps to the i-th non-blank line).
+
+    A fast newline count settles it for files without blank lines; otherwise the file is scanned
+    line by line, which also names a line holding anything but one JSON object.
+    """
+    newlines, size, last = 0, 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            newlines += chunk.count(b"\n")
+            size += len(chunk)
+            last = chunk[-1:]
+    if rows == newlines + (1 if size and last != b"\n" else 0):
+        return
+    lines = 0
+    for _ in iter_jsonl_rows(path):  # raises on a line that is not exactly one object
+        lines += 1
+    if lines != rows:
+        raise InputError(
+            f"pyarrow's JSON reader found {rows} rows in {lines} lines: write one object per line",
+            file=str(path),
+        )
+
+
+def _strings_for_timestamps(t: pa.DataType) -> pa.DataType:
+    """``t`` with every timestamp (pyarrow's JSON reader takes "2024-01-01" for one) a string,
+    as the text it was."""
+    if pa.types.is_timestamp(t):
+        return pa.string()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = _strings_for_timestamps(t.value_type)
+        return pa.list_(inner) if pa.types.is_list(t) else pa.large_list(inner)
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _strings_for_timestamps(f.type), f.nullable) for f in t])
+    return t
+
+
+def jsonl_schema(path: str | os.PathLike, block_size: int = 1 << 20) -> pa.Schema:
+    """The columns of a JSONL file as pyarrow infers them from its first block, with text that
+    looks like a date kept as text. Raises ``pa.ArrowInvalid`` on bad input there."""
+    first = next(open_jsonl(path, block_size=block_size, infer=True), None)
+    if first is None:
+        return pa.schema([])
+    return pa.schema([pa.field(f.name, _strings_for_timestamps(f.type)) for f in first.schema])
+
+
+def open_jsonl(
+    path: str | os.PathLike,
+    *,
+    schema: pa.Schema | None = None,
+    block_size: int = JSONL_BLOCK_SIZE,
+    infer: bool = False,
+) -> Iterator[pa.RecordBatch]:
+    """Stream a JSONL file as record batches with pyarrow's JSON reader, ``block_size`` bytes of
+    text at a time (a line longer than that grows the block: the file is read again from where
+    it was). With ``schema``, only its fields are read (converted to its types) and every other
+    field is skipped; without, the columns are those of :func:`jsonl_schema` (``infer``: as
+    pyarrow infers them, dates included). Raises ``pa.ArrowInvalid`` on bad input while
+    iterating (locate it with :func:`jsonl_problem`); an empty file gives no batch."""
+    import pyarrow.json as pj
+
+    size = Path(path).stat().st_size
+    if schema is not None:
+        parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    elif infer or not size:
+        parse = pj.ParseOptions()
+    else:
+        parse = pj.ParseOptions(explicit_schema=jsonl_schema(path))
+    done = 0
+    while size:
+        seen = 0
+        try:
+            reader = pj.open_json(
+                path, read_options=pj.ReadOptions(block_size=block_size), parse_options=parse
+            )
+            for batch in reader:
+                n = batch.num_rows
+                if seen + n > done:
+                    yield batch.slice(max(0, done - seen)) if seen < done else batch
+                    done = seen + n
+                seen += n
+            return
+        except pa.ArrowInvalid as e:
+            if "Empty JSON" in str(e) and done == 0:
+                return
+            if "straddl" not in str(e) or block_size >= size:
+                raise
+            block_size = min(size, block_size * 4)
+
+
 def read_jsonl(path: Path) -> pa.Table:
-    """Read a JSONL file; a line that is not a JSON object is an error naming the file and line."""
-    table = read_jsonl_rows(path)[2]
-    if table is None:
-        raise InputError("rows do not share one schema (a field changes type)", file=str(path))
+    """Read a JSONL file with pyarrow's JSON reader (text that looks like a date stays text). A
+    line that is not a JSON object is an error naming the file, the line and the parser's
+    reason; rows whose fields change type are an error naming the file."""
+    import pyarrow.json as pj
+
+    def failed(e: Exception) -> InputError:
+        return jsonl_problem(path) or InputError(
+            f"rows do not share one schema ({_arrow_reason(e)})", file=str(path)
+        )
+
+    size = Path(path).stat().st_size
+    try:
+        schema = jsonl_schema(path) if size else pa.schema([])
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise failed(e) from None
+    if not schema.names:
+        return pa.table({})
+    parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+    block = JSONL_BLOCK_SIZE
+    while True:
+        try:
+            options = pj.ReadOptions(block_size=block)
+            table = pj.read_json(path, read_options=options, parse_options=parse)
+            break
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            if "straddl" in str(e) and block < size:
+                block = min(size, block * 4)  # a line longer than a block
+                continue
+            raise failed(e) from None
+    check_jsonl_rows(path, table.num_rows)
     return table
+
+
+def _arrow_reason(e: Exception) -> str:
+    return str(e).removeprefix("JSON parse error: ")
 
 
 def read_jsonl_rows(
     path: Path, *, table: bool = True
 ) -> tuple[list[dict], list[int], pa.Table | None]:
-    """Read a JSONL file: its rows, the 1-based line number of each, and the Arrow table.
+    """Read a JSONL file in Python: its rows, the 1-based line number of each, and the Arrow table.
 
-    A line that is not a JSON object is an error naming the file and line; rows whose types do not
-    fit one schema (or ``table=False``) give ``None`` for the table, so the caller can find the
-    offending row and field.
+    For small files whose rows the caller wants as Python objects (prompt sources). A line that
+    is not a JSON object is an error naming the file, the line and the parser's full reason; rows
+    whose types do not fit one schema (or ``table=False``) give ``None`` for the table, so the
+    caller can find the offending row and field.
     """
     rows = []
     lines = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"not valid JSON ({e.msg})", file=str(path), row=lineno) from None
-            if not isinstance(row, dict):
-                raise InputError("a line must be a JSON object", file=str(path), row=lineno)
-            rows.append(row)
-            lines.append(lineno)
+    for lineno, row in iter_jsonl_rows(path):
+        rows.append(row)
+        lines.append(lineno)
     if not table:
         return rows, lines, None
     if not rows:

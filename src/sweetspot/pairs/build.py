@@ -10,19 +10,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sweetspot.io import MESSAGE_TYPE
+from sweetspot.pairs.arrays import to_numpy
 from sweetspot.pairs.context import PoolContext
+from sweetspot.pairs.identical import identical_texts
 from sweetspot.pairs.normality import shapiro_many
 from sweetspot.pairs.pool import Pool
 from sweetspot.pairs.strategies import SEVEN_POSITIONS, Strategy, parse_selector
+from sweetspot.pairs.texts import TextSource
 
-# Why a prompt yields no pair, in the order they are checked (the first that applies counts).
+# Why a prompt yields no pair, in the order they are checked (SPEC §2; the first that applies
+# counts): fewer than 2 finite rewards; no more than ddof of them (σ undefined); σ = 0 (all
+# rewards equal); chosen and rejected are the same sample; their texts are identical after
+# whitespace normalisation; the reward margin is not above the configured one.
 DROP_REASONS = (
     "too_few_rewards",
+    "too_few_for_ddof",
     "zero_sigma",
     "same_sample",
-    "below_margin",
     "identical_text",
+    "below_margin",
 )
+# Text bytes of one chunk of an output table: each chunk's string arrays stay below 2 GB.
+TABLE_CHUNK_BYTES = 1 << 30
 PERCENTILES = (5, 25, 50, 75, 95)
 
 
@@ -31,6 +40,31 @@ def blom_expected_min_z(m: int | np.ndarray) -> np.ndarray:
     from scipy.special import ndtri
 
     return ndtri((1 - 0.375) / (np.asarray(m, dtype=np.float64) + 0.25))
+
+
+@dataclass
+class Selection:
+    """One strategy's picks per prompt, and why each dropped prompt was dropped so far."""
+
+    strategy: Strategy
+    c_rows: np.ndarray
+    r_rows: np.ndarray
+    c_target: np.ndarray
+    r_target: np.ndarray
+    reasons: np.ndarray  # per prompt: 0 = kept (so far), else 1 + index in DROP_REASONS
+    undecided: np.ndarray
+
+    def mark(self, mask: np.ndarray, reason: str) -> None:
+        """Drop the undecided prompts of ``mask`` for ``reason``."""
+        hit = self.undecided & mask
+        self.reasons[hit] = 1 + DROP_REASONS.index(reason)
+        self.undecided[hit] = False
+
+    @property
+    def text_rows(self) -> np.ndarray:
+        """The flat rows whose texts the identical-text rule needs (chosen, then rejected)."""
+        cand = np.flatnonzero(self.undecided)
+        return np.concatenate([self.c_rows[cand], self.r_rows[cand]])
 
 
 @dataclass
@@ -65,56 +99,103 @@ class PairBuilder:
         """Prompts with at least two finite rewards and σ > 0."""
         return (self.ctx.n >= 2) & (self.ctx.sigma > 0)
 
-    def build(self, strategy: Strategy) -> tuple[pa.Table, dict]:
-        """The pair rows of one strategy and its statistics (counts, drops, diagnostics)."""
+    def select(self, strategy: Strategy) -> Selection:
+        """Pick the chosen and rejected rows of every prompt and apply every drop rule that
+        needs no text; the prompts still undecided need their two texts (``text_rows``)."""
         ctx = self.ctx
         c_rows, c_target = strategy.chosen.select(ctx)
         r_rows, r_target = strategy.rejected.select(ctx, c_rows)
-        reasons = np.zeros(ctx.n_prompts, dtype=np.int8)  # 0 = kept, else 1 + reason index
-        undecided = np.ones(ctx.n_prompts, dtype=bool)
-
-        def mark(mask: np.ndarray, reason: str) -> None:
-            hit = undecided & mask
-            reasons[hit] = 1 + DROP_REASONS.index(reason)
-            undecided[hit] = False
-
-        mark(ctx.n < 2, "too_few_rewards")
-        mark(~(ctx.sigma > 0), "zero_sigma")
-        mark((c_rows < 0) | (r_rows < 0) | (c_rows == r_rows), "same_sample")
-        c_safe, r_safe = np.maximum(c_rows, 0), np.maximum(r_rows, 0)
-        c_reward, r_reward = ctx.rewards[c_safe], ctx.rewards[r_safe]
-        mark(~(c_reward - r_reward > self.margin), "below_margin")
-        cand = np.flatnonzero(undecided)
-        c_text = self.pool.texts.take(c_rows[cand])
-        r_text = self.pool.texts.take(r_rows[cand])
-        same = np.asarray(pc.equal(_normalise_ws(c_text), _normalise_ws(r_text)))
-        identical = np.zeros(ctx.n_prompts, dtype=bool)
-        identical[cand[same]] = True
-        mark(identical, "identical_text")
-        kept = np.flatnonzero(undecided)
-        keep_in_cand = ~same
-        table = self._table(
+        sel = Selection(
             strategy,
-            kept,
             c_rows,
             r_rows,
             c_target,
             r_target,
-            c_text.filter(pa.array(keep_in_cand)),
-            r_text.filter(pa.array(keep_in_cand)),
+            np.zeros(ctx.n_prompts, dtype=np.int8),
+            np.ones(ctx.n_prompts, dtype=bool),
         )
-        stats = self._stats(strategy, table, reasons)
+        sel.mark(ctx.n < 2, "too_few_rewards")
+        sel.mark(ctx.ddof_undefined, "too_few_for_ddof")
+        sel.mark(~(ctx.sigma > 0), "zero_sigma")
+        sel.mark((c_rows < 0) | (r_rows < 0) | (c_rows == r_rows), "same_sample")
+        return sel
+
+    def finish(self, sel: Selection, texts: TextSource | None = None) -> tuple[pa.Table, dict]:
+        """The pair rows and statistics of a selection, given the texts of its ``text_rows``
+        (default: the pool's own text source)."""
+        ctx, strategy = self.ctx, sel.strategy
+        texts = texts or self.pool.texts
+        cand = np.flatnonzero(sel.undecided)
+        c_text = texts.take(sel.c_rows[cand])
+        r_text = texts.take(sel.r_rows[cand])
+        sigs = getattr(texts, "signatures", None)
+        if sigs is not None:
+            same = identical_texts(c_text, r_text, sigs(sel.c_rows[cand]), sigs(sel.r_rows[cand]))
+        else:
+            same = identical_texts(c_text, r_text)
+        identical = np.zeros(ctx.n_prompts, dtype=bool)
+        identical[cand[same]] = True
+        sel.mark(identical, "identical_text")
+        c_reward = ctx.rewards[np.maximum(sel.c_rows, 0)]
+        r_reward = ctx.rewards[np.maximum(sel.r_rows, 0)]
+        sel.mark(~(c_reward - r_reward > self.margin), "below_margin")
+        kept = np.flatnonzero(sel.undecided)
+        by_id = np.argsort(self.pool.id_rank[kept], kind="stable")  # output rows by prompt id
+        in_cand = pa.array(np.searchsorted(cand, kept[by_id]), pa.int64())
+        table = self._table(
+            strategy,
+            kept[by_id],
+            sel.c_rows,
+            sel.r_rows,
+            sel.c_target,
+            sel.r_target,
+            c_text.take(in_cand),
+            r_text.take(in_cand),
+        )
+        stats = self._stats(strategy, table, sel.reasons)
         return table, stats
 
+    def build(self, strategy: Strategy, texts: TextSource | None = None) -> tuple[pa.Table, dict]:
+        """The pair rows of one strategy and its statistics (counts, drops, diagnostics)."""
+        return self.finish(self.select(strategy), texts)
+
     def _table(self, strategy, kept, c_rows, r_rows, c_target, r_target, c_text, r_text):
+        """The output rows, in chunks whose texts stay well below 2 GB (string offsets)."""
+        nbytes = to_numpy(pc.binary_length(c_text), np.int64) + to_numpy(
+            pc.binary_length(r_text), np.int64
+        )
+        cum = np.cumsum(nbytes)
+        cuts = [0]
+        while cuts[-1] < len(kept):
+            base = cum[cuts[-1] - 1] if cuts[-1] else 0
+            nxt = int(np.searchsorted(cum, base + TABLE_CHUNK_BYTES, side="right"))
+            cuts.append(min(len(kept), max(nxt, cuts[-1] + 1)))
+        if len(cuts) == 1:
+            cuts.append(0)
+        parts = [
+            self._table_part(
+                strategy,
+                kept[a:b],
+                c_rows,
+                r_rows,
+                c_target,
+                r_target,
+                c_text.slice(a, b - a),
+                r_text.slice(a, b - a),
+            )
+            for a, b in zip(cuts[:-1], cuts[1:])
+        ]
+        return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+
+    def _table_part(self, strategy, kept, c_rows, r_rows, c_target, r_target, c_text, r_text):
         ctx, pool = self.ctx, self.pool
         cr, rr = c_rows[kept], r_rows[kept]
         mu, sigma = ctx.mu[kept], ctx.sigma[kept]
         columns = {
-            "prompt": pool.messages.take(pa.array(kept)),
+            "prompt": pool.messages.take(kept),
             "chosen": _one_message(c_text),
             "rejected": _one_message(r_text),
-            "prompt_id": pool.prompt_id_array.take(pa.array(kept)),
+            "prompt_id": pool.prompt_id_array.take(pa.array(kept, pa.int64())),
             "strategy": pa.DictionaryArray.from_arrays(
                 np.zeros(len(kept), dtype=np.int32), [strategy.name]
             ).cast(pa.string()),
@@ -169,11 +250,9 @@ class PairBuilder:
 
     def _stats(self, strategy: Strategy, table: pa.Table, reasons: np.ndarray) -> dict:
         counts = np.bincount(reasons, minlength=1 + len(DROP_REASONS))
-        chosen_z = table.column("chosen_z").to_numpy()
-        rejected_z = table.column("rejected_z").to_numpy()
-        margin = (
-            table.column("chosen_reward").to_numpy() - table.column("rejected_reward").to_numpy()
-        )
+        chosen_z = to_numpy(table.column("chosen_z"))
+        rejected_z = to_numpy(table.column("rejected_z"))
+        margin = to_numpy(table.column("chosen_reward")) - to_numpy(table.column("rejected_reward"))
         return {
             "strategy": strategy.name,
             "spec": strategy.spec,
@@ -190,29 +269,23 @@ class PairBuilder:
         }
 
 
-def _normalise_ws(texts: pa.Array) -> pa.Array:
-    """Whitespace runs collapsed to one space, ends trimmed (as ``" ".join(s.split())``)."""
-    words = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts))
-    return pc.binary_join(words, pa.scalar(" ", texts.type))
-
-
 def _one_message(texts: pa.Array) -> pa.Array:
     """A one-message assistant list per text: ``[{"role": "assistant", "content": text}]``."""
     texts = texts.cast(pa.string())
-    roles = pa.array(np.full(len(texts), "assistant", dtype=object), pa.string())
+    roles = pa.repeat(pa.scalar("assistant", pa.string()), len(texts))
     structs = pa.StructArray.from_arrays([roles, texts], fields=list(MESSAGE_TYPE))
     offsets = pa.array(np.arange(len(texts) + 1, dtype=np.int32))
     return pa.ListArray.from_arrays(offsets, structs)
 
 
 def _mean(x: np.ndarray) -> float | None:
-    x = x[np.isfinite(x)]
+    x = np.sort(x[np.isfinite(x)])  # sorted: the same sum whatever the order of prompts
     return float(x.mean()) if len(x) else None
 
 
 def _summary(x: np.ndarray) -> dict:
     x = np.asarray(x, dtype=np.float64)
-    x = x[np.isfinite(x)]
+    x = np.sort(x[np.isfinite(x)])  # sorted: the same sums whatever the order of prompts
     if not len(x):
         return {"count": 0}
     out = {"count": int(len(x)), "mean": float(x.mean()), "std": float(x.std())}
@@ -222,4 +295,4 @@ def _summary(x: np.ndarray) -> dict:
     return out
 
 
-__all__ = ["DROP_REASONS", "PairBuilder", "SEVEN_POSITIONS", "blom_expected_min_z"]
+__all__ = ["DROP_REASONS", "PairBuilder", "SEVEN_POSITIONS", "Selection", "blom_expected_min_z"]

@@ -7,7 +7,7 @@ from functools import cached_property
 
 import numpy as np
 
-from sweetspot.pairs.segments import argbest, segment_ids, segment_reduce
+from sweetspot.pairs.segments import argbest, segment_ids, segment_reduce, segment_sum
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -73,34 +73,33 @@ class PoolContext:
         return dense, valid
 
     @cached_property
-    def mu(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            if self.dense is not None:
-                return self.dense[0].sum(axis=1) / self.n
-            return segment_reduce(np.add, self.rewards, self.offsets) / self.n
+    def _range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lowest and highest reward per prompt (NaN for a prompt without rewards)."""
+        return (
+            segment_reduce(np.fmin, self.rewards, self.offsets),
+            segment_reduce(np.fmax, self.rewards, self.offsets),
+        )
 
-    def _blocks(self) -> list[slice]:
-        """Row blocks of the dense matrix of about a million values (cache-friendly passes)."""
-        m = self.dense[0].shape[1]
-        step = max(1, 2**20 // m)
-        return [slice(i, i + step) for i in range(0, self.n_prompts, step)]
+    @cached_property
+    def constant(self) -> np.ndarray:
+        """Prompts whose rewards are all equal: σ is exactly 0 there (summing n equal values
+        and dividing by n can miss the value by an ulp, which would leave σ ≈ 1e-16)."""
+        lo, hi = self._range
+        return (self.n > 0) & (lo == hi)
+
+    @cached_property
+    def mu(self) -> np.ndarray:
+        """Mean reward per prompt; each prompt's sum is computed from its own rewards alone
+        (:func:`segment_sum`), so μ — and every tie it decides — does not depend on the pool."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mu = segment_sum(self.rewards, self.offsets) / self.n
+        mu[self.constant] = self._range[1][self.constant]
+        return mu
 
     def _central_moment_sums(self, power: int) -> np.ndarray:
-        """Per prompt, the sum of (r - mu)**power."""
-        if self.dense is None:
-            d = self.rewards - self.mu[self.seg]
-            return segment_reduce(np.add, d**power, self.offsets)
-        dense, valid = self.dense
-        out = np.empty(self.n_prompts)
-        blocks = self._blocks()
-        buf = np.empty((blocks[0].stop - blocks[0].start, dense.shape[1]))
-        for b in blocks:
-            x = dense[b]
-            d = buf[: len(x)]
-            np.subtract(x, self.mu[b, None], out=d)
-            if valid is not None:
-                d[~valid[b]] = 0.0
-            out[b] = np.einsum("ij,ij->i", d, d) if power == 2 else (d * d * d).sum(axis=1)
+        """Per prompt, the sum of (r - mu)**power (0 where all rewards are equal)."""
+        out = segment_sum(self.rewards, self.offsets, center=self.mu, power=power)
+        out[self.constant] = 0.0
         return out
 
     @cached_property
@@ -108,8 +107,14 @@ class PoolContext:
         return self._central_moment_sums(2)
 
     @cached_property
+    def ddof_undefined(self) -> np.ndarray:
+        """Prompts with rewards but no more than ``ddof`` of them: σ is undefined there."""
+        return (self.n > 0) & (self.n - self.ddof <= 0)
+
+    @cached_property
     def sigma(self) -> np.ndarray:
-        """Standard deviation per prompt with ``ddof`` (0: population form); NaN where undefined."""
+        """Standard deviation per prompt with ``ddof`` (0: population form); NaN where undefined
+        (no rewards, or n <= ddof); exactly 0 where all rewards are equal."""
         with np.errstate(invalid="ignore", divide="ignore"):
             var = self._m2 / (self.n - self.ddof)
         var[self.n - self.ddof <= 0] = np.nan
@@ -133,6 +138,12 @@ class PoolContext:
         with np.errstate(invalid="ignore", divide="ignore"):
             out[p] = (self.rewards[rows[p]] - self.mu[p]) / self.sigma[p]
         return out
+
+    def _blocks(self) -> list[slice]:
+        """Row blocks of the dense matrix of about a million values (cache-friendly passes)."""
+        m = self.dense[0].shape[1]
+        step = max(1, 2**20 // m)
+        return [slice(i, i + step) for i in range(0, self.n_prompts, step)]
 
     def _dense_rows(self, cols: np.ndarray) -> np.ndarray:
         rows = self.offsets[:-1] + cols

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from sweetspot.pairs.segments import tree_sum
+
 _C1 = [0.0, 0.221157, -0.147981, -2.071190, 4.434685, -2.706056]
 _C2 = [0.0, 0.042981, -0.293762, -1.752461, 5.682633, -3.582633]
 _C3 = [0.5440, -0.39978, 0.025054, -6.714e-4]
@@ -89,11 +91,13 @@ def shapiro_many(rewards: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, 
             x = buf[: len(block)]
             np.take(rewards, offsets[block][:, None] + cols, out=x, mode="clip")
             x.sort(axis=1)
-            x -= x.mean(axis=1, keepdims=True)
-            ssq = np.einsum("ij,ij->i", x, x)
+            varied = x[:, 0] != x[:, -1]
+            # fixed-tree row sums: a prompt's W is the same alone and inside any pool
+            x -= (tree_sum(x) / size)[:, None]
+            ssq = tree_sum(x * x)
             with np.errstate(divide="ignore", invalid="ignore"):
-                w = (x @ a) ** 2 / (ssq * aa)
-            ok = ssq > 0
+                w = tree_sum(x * a) ** 2 / (ssq * aa)
+            ok = varied & (ssq > 0)
             w_out[block[ok]] = w[ok]
             p_out[block[ok]] = shapiro_pvalue(w[ok], size)
     return w_out, p_out
