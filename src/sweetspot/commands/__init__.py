@@ -57,7 +57,9 @@ def stage_command(
     extra: list[inspect.Parameter] | None = None,
 ) -> Callable[..., Any]:
     """A typer command for ``spec``: ``io`` options first, then one option per config field
-    (less ``exclude``), then ``--config``. ``body(cfg, **io_values)`` does the work."""
+    (less ``exclude``), then ``--config``. ``body(make_cfg, **io_values)`` does the work;
+    ``make_cfg(defaults)`` builds the config from the YAML and the options given, over
+    ``defaults``."""
     model = spec.config_model
     params, opts = model_options(model, exclude=exclude, names=names, execution=spec.execution)
     config_opt = option(
@@ -77,8 +79,8 @@ def stage_command(
         config_file = own.pop("config_file", None)
         base = _yaml_section(config_file, spec.name) if config_file else {}
         data = merge(base, given_values(opts, generated, _given))
-        body(
-            lambda extra=None: build_config(model, merge(data, extra or {}), opts),
+        body(  # make_cfg(defaults): the command's own defaults, under what the user gave
+            lambda defaults=None: build_config(model, merge(defaults or {}, data), opts),
             _given=_given,
             **own,
         )

@@ -16,7 +16,7 @@ from sweetspot.stages import PAIR
 def _body(make_cfg, *, _given: set[str], input: Path, output: Path | None) -> None:
     from sweetspot.pairs import run_pair
 
-    cfg = make_cfg()
+    cfg = make_cfg({"progress": True})  # a bar on the command line unless --no-progress
     if output is None:
         if input.is_dir() and (input / "samples").is_dir():
             output = input / "pairs"
