@@ -243,6 +243,7 @@ class PairBuilder:
                 "share_normal": _mean((p[tested] > 0.05).astype(float)),
             },
             "share_mu_minus_2sigma_is_min": _mean((near[use] == low[use]).astype(float)),
+            "min_z": _summary(ctx.z(low)[use]),
             "expected_min_z_blom_at_median_n": (
                 float(blom_expected_min_z(med_n)) if np.isfinite(med_n) else None
             ),

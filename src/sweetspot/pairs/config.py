@@ -17,6 +17,7 @@ PAIR_PARAMS = (
     "format",
     "columns",
     "prompts",
+    "max_samples",
 )
 
 
@@ -52,6 +53,13 @@ class PairConfig(BaseModel):
     prompts: str | None = Field(
         None,
         description="Prompt table (prompt_id + messages) for long rows that carry only prompt_id.",
+    )
+    max_samples: int | None = Field(
+        None,
+        ge=1,
+        description="Use only the first N samples of each prompt (sample_idx < N): the pool a "
+        "run with n = N would have drawn (per-sample seeds). None: every sample. The other "
+        "responses are left out, not counted as dropped.",
     )
     progress: bool = Field(
         False,

@@ -285,6 +285,7 @@ def load_pool(
     columns: dict[str, str] | None = None,
     prompts: str | Path | None = None,
     exclude_truncated: bool = False,
+    max_samples: int | None = None,
     progress: ProgressHook = None,
     picker: Picker | None = None,
 ) -> Pool:
@@ -296,7 +297,9 @@ def load_pool(
     sample_idx, finish_reason) to the input's column name. ``prompts`` is a prompt table for long
     rows that carry only ``prompt_id``. Non-finite rewards and empty responses are dropped and
     counted; truncated responses (finish_reason ``length``) too when ``exclude_truncated``.
-    ``progress(description, total)`` starts the pass, ``progress("", fraction)`` advances it.
+    ``max_samples`` keeps only the first that many samples of each prompt (sample_idx below it):
+    the others are not part of the pool at all. ``progress(description, total)`` starts the
+    pass, ``progress("", fraction)`` advances it.
     """
     path = Path(path)
     cols = dict(DEFAULT_COLUMNS)
@@ -344,12 +347,13 @@ def load_pool(
                 merge.table,
                 with_reward=not stage,
                 exclude_truncated=exclude_truncated,
+                max_samples=max_samples,
                 tick=tick,
                 picker=picker,
                 scores=SourceFile(mirror) if mirror is not None else None,
             )
         else:
-            fn = lambda: scan_wide(f, cols, tick, picker)  # noqa: E731
+            fn = lambda: scan_wide(f, cols, tick, picker, max_samples)  # noqa: E731
         out = _guard_json(fn, f, cols)
         tick(None)
         return out
@@ -373,6 +377,7 @@ def load_pool(
         path if stage and not joined else None,
         exclude_truncated,
         progress,
+        max_samples,
     )
 
 
@@ -510,6 +515,7 @@ def _assemble(
     stage: Path | None,
     exclude_truncated: bool,
     progress: ProgressHook = None,
+    max_samples: int | None = None,
 ) -> Pool:
     """Group the responses by prompt (sorting only what is out of order), check they are
     unique, drop the unusable ones (counted) and index what is left by prompt."""
@@ -526,9 +532,14 @@ def _assemble(
         _check_unique(merge, code, idx, order)
     finite = np.isfinite(rewards)
     nonempty = data.take("nonempty")
+    inside = None if max_samples is None else idx < max_samples  # the first n samples only
+    if inside is not None:
+        finite &= inside
+        nonempty &= inside
     keep = finite & nonempty
+    outside = 0 if inside is None else int((~inside).sum())
     dropped = {
-        "non_finite_reward": int((~finite).sum()),
+        "non_finite_reward": int((~finite).sum()) - outside,
         "empty_response": int((finite & ~nonempty).sum()),
     }
     del finite, nonempty
@@ -566,7 +577,7 @@ def _assemble(
         sample_idx=idx if sel is None else idx[sel],
         rewards=rewards if sel is None else rewards[sel],
         texts=texts,
-        responses_in=len(rewards),
+        responses_in=len(rewards) - outside,
         dropped=dropped,
         layout=layout,
         source=source,

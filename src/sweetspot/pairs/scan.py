@@ -352,6 +352,7 @@ def scan_long(
     *,
     with_reward: bool = True,
     exclude_truncated: bool = False,
+    max_samples: int | None = None,
     tick: Tick = None,
     picker: Picker | None = None,
     scores: SourceFile | None = None,
@@ -423,6 +424,8 @@ def scan_long(
             keep = np.isfinite(scan.reward) & scan.nonempty
             if scan.truncated is not None:
                 keep &= ~scan.truncated
+            if max_samples is not None:
+                keep &= idx < max_samples
             positions = first + np.arange(n, dtype=np.int64)
             last = total is not None and first + n == total  # nothing of this file follows
             caught = catcher.feed(
@@ -482,7 +485,11 @@ def _score_rows(file: SourceFile) -> _ScoreRows | None:
 
 
 def scan_wide(
-    file: SourceFile, cols: dict, tick: Tick = None, picker: Picker | None = None
+    file: SourceFile,
+    cols: dict,
+    tick: Tick = None,
+    picker: Picker | None = None,
+    max_samples: int | None = None,
 ) -> FileScan:
     """One wide-layout file: a row per prompt with lists of responses and rewards (with a
     ``picker``, the texts of the rows it picks are caught on the way)."""
@@ -533,6 +540,8 @@ def scan_wide(
             catcher = None  # texts of a few bytes: reading them again costs less
         if catcher is not None:  # a row holds all of its prompt's responses: nothing waits
             keep = np.isfinite(scan.reward) & scan.nonempty
+            if max_samples is not None:
+                keep &= scan.idx < max_samples
             positions = flat_start + np.arange(len(parent), dtype=np.int64)
             caught = catcher.feed(
                 pids, parent, scan.idx, scan.reward, keep, positions, texts, last=True

@@ -77,6 +77,7 @@ def run_pair(
             columns=cfg.columns,
             prompts=cfg.prompts,
             exclude_truncated=cfg.exclude_truncated,
+            max_samples=cfg.max_samples,
             progress=passes.hook,
             picker=Picker(tuple(strategies), ddof=cfg.ddof, seed=cfg.seed),
         )
