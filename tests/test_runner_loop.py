@@ -308,3 +308,22 @@ def test_more_samples_per_prompt_grows_the_pool_instead_of_resampling(tmp_path):
         run(config(rounds=1, sampling={"n": 4}), tmp_path, fns=Growing().fns())
     run(config(rounds=1, sampling={"n": 4}), tmp_path, fns=Growing().fns(), force=True)
     assert seen == [[]]  # fewer samples: afresh, the n = 8 pool kept aside
+
+
+def test_training_on_several_strategies_concatenates_their_pairs_with_a_pair_id(tmp_path):
+    cfg = config(rounds=1, pairs={"strategies": ["sweet-spot", "conventional"],
+                                  "train_on": ["sweet-spot", "conventional"]})  # fmt: skip
+    f = Fakes()
+    result = run(cfg, tmp_path, fns=f.fns())
+    combined = tmp_path / "round-0" / "pairs" / "sweet-spot+conventional.parquet"
+    t = pq.read_table(combined)
+    a = pq.read_table(tmp_path / "round-0" / "pairs" / "sweet-spot.parquet")
+    b = pq.read_table(tmp_path / "round-0" / "pairs" / "conventional.parquet")
+    assert t.num_rows == a.num_rows + b.num_rows
+    ids = t.column("pair_id").to_pylist()
+    assert len(set(ids)) == len(ids)
+    assert ids[0] == f"{a.column('prompt_id')[0].as_py()}/sweet-spot"
+    train = [c for c in f.calls if c[0] == "train"]
+    assert train and result.rounds[0]["train"]["n_pairs"] == t.num_rows
+    with pytest.raises(Exception, match="two or more different strategies"):
+        config(pairs={"strategies": ["sweet-spot"], "train_on": ["sweet-spot"]})

@@ -129,23 +129,44 @@ class RunSampleConfig(SampleConfig):
 class RunPairConfig(PairConfig):
     """The pair stage's settings plus the strategy whose pairs train the policy."""
 
-    train_on: str | None = Field(
+    train_on: str | list[str] | None = Field(
         None,
-        description="Strategy whose pairs go to DPO (default: the first of 'strategies').",
+        description="Strategy whose pairs go to DPO (default: the first of 'strategies'), or a "
+        "list of strategies: their pairs together, several per prompt, each row with a pair_id "
+        "(written as pairs/<a>+<b>.parquet).",
     )
 
     @model_validator(mode="after")
     def _train_on_known(self) -> RunPairConfig:
         names = [s.name for s in parse_strategies(self.strategies)]
+
+        def known(spec: str) -> str:
+            if spec in names:
+                return spec
+            # a CHOSEN:REJECTED spec names the same strategy as its file stem
+            stem = parse_strategies([spec])[0].name
+            if stem not in names:
+                raise ValueError(f"train_on {spec!r} is not among the strategies {names}")
+            return stem
+
         if self.train_on is None:
             self.train_on = names[0]
-        elif self.train_on not in names:
-            # a CHOSEN:REJECTED spec names the same strategy as its file stem
-            stems = [s.name for s in parse_strategies([self.train_on])]
-            if stems[0] not in names:
-                raise ValueError(f"train_on {self.train_on!r} is not among the strategies {names}")
-            self.train_on = stems[0]
+        elif isinstance(self.train_on, list):
+            chosen = [known(s) for s in self.train_on]
+            if len(chosen) < 2 or len(set(chosen)) != len(chosen):
+                raise ValueError("train_on as a list needs two or more different strategies")
+            self.train_on = chosen
+        else:
+            self.train_on = known(self.train_on)
         return self
+
+    @property
+    def train_file_stem(self) -> str:
+        """The pairs file DPO reads: the strategy's, or the combination's."""
+        from sweetspot.pairs.combine import combo_name
+
+        t = self.train_on
+        return combo_name(t) if isinstance(t, list) else str(t)
 
     def pair_config(self) -> PairConfig:
         """The plain ``PairConfig`` for ``run_pair``."""

@@ -143,7 +143,9 @@ class Loop:
 
     def pairs_file(self, t: int) -> Path:
         pc = self.cfg.pairs
-        return specs.PAIR.path(self.round_dir(t), "pairs", strategy=pc.train_on, format=pc.format)
+        return specs.PAIR.path(
+            self.round_dir(t), "pairs", strategy=pc.train_file_stem, format=pc.format
+        )
 
     @property
     def eval_prompts_file(self) -> Path:
@@ -222,17 +224,34 @@ class Loop:
         )
 
     def pair_stage(
-        self, name: str, pool: Path, out: Path, cfg: Any, upstream: list[str], **kw: Any
+        self,
+        name: str,
+        pool: Path,
+        out: Path,
+        cfg: Any,
+        upstream: list[str],
+        combos: list[list[str]] = (),
+        **kw: Any,
     ) -> Stage:
-        """Pairs of the pool in round folder ``pool``, written to ``out``."""
+        """Pairs of the pool in round folder ``pool``, written to ``out``; ``combos`` are lists
+        of strategies whose pairs also go together into one file (several pairs per prompt)."""
+        from sweetspot.pairs.combine import combine_pairs, combo_name
 
         def fn() -> dict:
             stats = self.fns.pair(pool, out, cfg)
-            return {n: _pair_brief(s) for n, s in stats.items()}
+            brief = {n: _pair_brief(s) for n, s in stats.items()}
+            for combo in combos:
+                combine_pairs(out, combo, cfg.format)
+                brief[combo_name(combo)] = {
+                    "pairs_out": sum(brief[n]["pairs_out"] or 0 for n in combo),
+                    "combines": combo,
+                }
+            return brief
 
-        return Stage(
-            name=name, fn=fn, outputs=[out], key=specs.PAIR.key(cfg), upstream=upstream, **kw
-        )
+        key = specs.PAIR.key(cfg)
+        if combos:
+            key["combine"] = [list(c) for c in combos]
+        return Stage(name=name, fn=fn, outputs=[out], key=key, upstream=upstream, **kw)
 
     def train_stage(
         self,
@@ -318,6 +337,7 @@ class Loop:
                     specs.PAIR.path(rd, "pairs_dir"),
                     cfg.pairs.pair_config(),
                     [f"{r}/prompts", f"{r}/sample", f"{r}/score"],
+                    combos=[cfg.pairs.train_on] if isinstance(cfg.pairs.train_on, list) else [],
                 ),
                 self.train_stage(
                     f"{r}/train",
@@ -483,7 +503,7 @@ def run(
     write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
     loop = Loop(cfg, run_dir, fns or default_stage_fns(), console, force=force, progress=progress)
     result = loop.run()
-    console.print(summary_table(result, cfg.pairs.train_on))
+    console.print(summary_table(result, cfg.pairs.train_file_stem))
     return result
 
 

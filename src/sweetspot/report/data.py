@@ -57,9 +57,15 @@ def run_info(run_dir: Path) -> RunInfo:
         names = [s.name for s in parse_strategies(specs)]
     except (InputError, ValueError, AttributeError):
         return RunInfo()
+    train_on = pairs.get("train_on") or (names[0] if names else None)
+    if isinstance(train_on, list):  # several pairs per prompt: the combination's own file
+        from sweetspot.pairs.combine import combo_name
+
+        train_on = combo_name(train_on)
+        names = [*names, train_on]
     return RunInfo(
         strategies=names,
-        train_on=pairs.get("train_on") or (names[0] if names else None),
+        train_on=train_on,
         format=pairs.get("format") or "parquet",
         ddof=float(pairs.get("ddof") or 0.0),
     )
