@@ -23,6 +23,7 @@ from sweetspot.commands import report as _report
 from sweetspot.commands import run as _run
 from sweetspot.commands import sample as _sample
 from sweetspot.commands import score as _score
+from sweetspot.commands import sweep as _sweep
 from sweetspot.commands import train as _train
 from sweetspot.errors import InputError
 
@@ -89,6 +90,7 @@ for _name, _module in (
     ("train", _train),
     ("evaluate", _evaluate),
     ("run", _run),
+    ("sweep", _sweep),
     ("report", _report),
     ("demo", _demo),
 ):

@@ -264,28 +264,24 @@ class Loop:
         external: dict,
         key: dict | None = None,
     ) -> Stage:
-        """DPO from ``policy`` on ``pairs`` into ``out`` (under the launcher when configured)."""
-        cfg = self.cfg
+        """DPO from ``policy`` on ``pairs`` into ``out`` (under the launcher when configured).
+        Its function holds no reference to the loop: a sweep may run it in a Ray task."""
+        launcher, training, train = self.cfg.training_launcher, self.cfg.training, self.fns.train
 
         def fn() -> dict:
-            if cfg.training_launcher:
+            if launcher:
                 summary = launch_training(
-                    cfg.training_launcher,
-                    pairs,
-                    policy,
-                    out,
-                    cfg.training.model_dump(mode="json"),
-                    ref,
+                    launcher, pairs, policy, out, training.model_dump(mode="json"), ref
                 )
             else:
-                summary = self.fns.train(pairs, policy, out, cfg.training, ref_model=ref)
+                summary = train(pairs, policy, out, training, ref_model=ref)
             return _train_brief(summary)
 
         return Stage(
             name=name,
             fn=fn,
             outputs=[out],
-            key={**specs.TRAIN.key(cfg.training), **(key or {})},
+            key={**specs.TRAIN.key(training), **(key or {})},
             upstream=upstream,
             external=external,
         )
@@ -298,10 +294,10 @@ class Loop:
         if ev.baseline_cache is None:  # the baseline's responses: generated once per run
             ev = ev.model_copy(update={"baseline_cache": str(self.run_dir / "baseline-outputs")})
 
-        def fn() -> dict:
-            return _eval_brief(
-                self.fns.evaluate(str(policy), self.policy0, self.eval_prompts_file, out, ev)
-            )
+        evaluate, baseline, prompts = self.fns.evaluate, self.policy0, self.eval_prompts_file
+
+        def fn() -> dict:  # no reference to the loop: a sweep may run it in a Ray task
+            return _eval_brief(evaluate(str(policy), baseline, prompts, out, ev))
 
         return Stage(
             name=name,

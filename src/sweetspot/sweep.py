@@ -64,10 +64,11 @@ class SweepSettings(BaseModel):
         "sampled once at the largest; the pool of a smaller n is the first n samples of each "
         "prompt.",
     )
-    strategies: list[str] = Field(
+    strategies: list[str | list[str]] = Field(
         default_factory=lambda: ["conventional", "sweet-spot"],
         description="Strategies to compare: CHOSEN:REJECTED or presets (conventional, "
-        "sweet-spot, grid = the 21 pairs of the seven positions).",
+        "sweet-spot, grid = the 21 pairs of the seven positions); a list of strategies is one "
+        "cell whose training set holds the pairs of all of them (several per prompt).",
     )
     train: Literal["all", "none"] | list[SweepCell] = Field(
         "all",
@@ -94,11 +95,30 @@ class SweepSettings(BaseModel):
 
     @field_validator("strategies")
     @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
+    def _known(cls, v: list[str | list[str]]) -> list[str | list[str]]:
         from sweetspot.pairs import parse_strategies
 
-        parse_strategies(v)
+        for item in v:
+            parse_strategies(item if isinstance(item, list) else [item])
+            if isinstance(item, list) and len({s for s in item}) < 2:
+                raise ValueError(f"a combined cell needs two or more strategies, got {item}")
         return v
+
+    def pair_specs(self) -> list[str]:
+        """Every strategy the pair stage builds (the parts of combined cells included)."""
+        out: list[str] = []
+        for item in self.strategies:
+            for spec in item if isinstance(item, list) else [item]:
+                if spec not in out:
+                    out.append(spec)
+        return out
+
+    def combos(self) -> list[list[str]]:
+        """The combined cells, as lists of strategy names."""
+        from sweetspot.pairs import parse_strategies
+
+        return [[s.name for s in parse_strategies(i)] for i in self.strategies
+                if isinstance(i, list)]  # fmt: skip
 
 
 class SweepConfig(RunConfig):
@@ -131,11 +151,27 @@ class SweepConfig(RunConfig):
             raise ValueError("cells that train need an evaluation section (or sweep.train: none)")
         return self
 
-    def strategy_names(self) -> list[str]:
-        """The file name of every strategy of the sweep (presets expanded), in order."""
+    def _cells_by_spec(self) -> dict[str, str]:
+        """spec -> the cell's strategy name; a strategy given twice under two names (sweet-spot
+        and the grid's max:mu-2sigma) is one cell, named as it first appears."""
         from sweetspot.pairs import parse_strategies
+        from sweetspot.pairs.combine import combo_name
 
-        return [s.name for s in parse_strategies(self.sweep.strategies)]
+        out: dict[str, str] = {}
+        for item in self.sweep.strategies:
+            if isinstance(item, list):
+                parts = parse_strategies(item)
+                spec = "+".join(p.spec for p in parts)
+                out.setdefault(spec, combo_name([p.name for p in parts]))
+            else:
+                for st in parse_strategies([item]):
+                    out.setdefault(st.spec, st.name)
+        return out
+
+    def strategy_names(self) -> list[str]:
+        """The file name of every strategy cell of the sweep (presets expanded, combined cells
+        as ``a+b``, one per distinct spec), in order."""
+        return list(self._cells_by_spec().values())
 
     def cells(self) -> list[tuple[int, str]]:
         """Every (n, strategy) of the sweep."""
@@ -150,11 +186,14 @@ class SweepConfig(RunConfig):
             return self.cells()
         from sweetspot.pairs import parse_strategies
 
-        names = set(self.strategy_names())
+        by_spec = self._cells_by_spec()
+        names = set(by_spec.values())
         out = []
         for c in t:
-            name = parse_strategies([c.strategy])[0].name
-            if c.n not in self.sweep.n or name not in names:
+            name = c.strategy if c.strategy in names else None
+            if name is None:
+                name = by_spec.get(parse_strategies([c.strategy])[0].spec)
+            if c.n not in self.sweep.n or name is None:
                 raise ValueError(f"train cell (n={c.n}, {c.strategy}) is not in the sweep's grid")
             out.append((c.n, name))
         return out
@@ -210,7 +249,7 @@ class Sweep(Loop):
         base = self.cfg.pairs.pair_config()
         out = []
         for n in self.cfg.sweep.n:
-            cfg = base.model_copy(update={"strategies": self.cfg.sweep.strategies,
+            cfg = base.model_copy(update={"strategies": self.cfg.sweep.pair_specs(),
                                           "max_samples": n})  # fmt: skip
             out.append(
                 self.pair_stage(
@@ -219,7 +258,8 @@ class Sweep(Loop):
                     specs.PAIR.path(self.n_dir(n), "pairs_dir"),
                     cfg,
                     ["pool/prompts", "pool/sample", "pool/score"],
-                    growable=("strategies",),
+                    combos=self.cfg.sweep.combos(),
+                    growable=("strategies", "combine"),
                 )
             )
         return out
@@ -382,6 +422,11 @@ def collect_results(sweep: Sweep) -> list[dict]:
     rows = []
     for n, s in cfg.cells():
         st = _read_json(specs.PAIR.path(sweep.n_dir(n), "stats", strategy=s)) or {}
+        table = specs.PAIR.path(sweep.n_dir(n), "pairs", strategy=s, format=cfg.pairs.format)
+        if not st and table.exists() and cfg.pairs.format == "parquet":  # a combined cell
+            import pyarrow.parquet as pq
+
+            st = {"pairs_out": pq.ParquetFile(table).metadata.num_rows}
         pool = st.get("pool") or {}
         cell = sweep.cell_dir(n, s)
         tr = _read_json(specs.TRAIN.path(cell, "summary")) or {}

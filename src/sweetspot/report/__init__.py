@@ -248,6 +248,12 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int =
     info = run_info(run_dir)
     rounds = load_run(run_dir, info)
     sections = _build_sections(rounds, info, seed)
+    if (run_dir / "sweep.json").exists():  # a sweep: its sections, and its pool's rewards
+        from sweetspot.report.data import load_round
+        from sweetspot.report.sweep import sweep_sections
+
+        pool = _build_sections([load_round(0, run_dir / "pool", info)], info, seed)
+        sections = [*sweep_sections(run_dir), *(s for s in pool if s.id == "rewards")]
     manifest = _manifest(run_dir)
     done = sum(1 for s in manifest.get("stages", {}).values() if s.get("status") == "done")
     meta = (

@@ -314,3 +314,97 @@ def fig_win_rates(rates: Sequence[tuple[str, str, float, float | None, float | N
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def fig_grid_heatmaps(grids: Mapping[int, np.ndarray], label: str, center: float | None = None):
+    """Per n, a 7 x 7 matrix over the seven positions (rows: chosen, columns: rejected; NaN
+    where a cell has no value) drawn as an annotated heatmap; ``label`` names the value."""
+    if not grids:
+        return None
+    plt = _plt()
+    ns = sorted(grids)
+    fig, axes = plt.subplots(1, len(ns), figsize=(4.2 * len(ns) + 0.8, 4.3), squeeze=False)
+    values = np.concatenate([g[np.isfinite(g)] for g in grids.values()] or [np.zeros(1)])
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    if center is not None:
+        span = max(abs(hi - center), abs(center - lo), 1e-9)
+        lo, hi = center - span, center + span
+    image = None
+    for ax, n in zip(axes[0], ns):
+        g = grids[n]
+        image = ax.imshow(np.ma.masked_invalid(g), cmap="RdYlGn", vmin=lo, vmax=hi)
+        for i in range(7):
+            for j in range(7):
+                if np.isfinite(g[i, j]):
+                    ax.text(j, i, f"{g[i, j]:.3g}", ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(7))
+        ax.set_xticklabels(POSITIONS, rotation=45, fontsize=8)
+        ax.set_yticks(range(7))
+        ax.set_yticklabels(POSITIONS, fontsize=8)
+        ax.set_xlabel("rejected")
+        ax.set_ylabel("chosen")
+        ax.set_title(f"n = {n}", fontsize=10)
+    if image is not None:
+        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label=label)
+    return fig
+
+
+def fig_win_vs_n(curves: Mapping[str, Sequence[tuple[int, float, float | None, float | None]]]):
+    """Win rate (%) against n per strategy, with 95% intervals: {strategy: [(n, v, lo, hi)]}."""
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for k, (name, pts) in enumerate(sorted(curves.items())):
+        pts = sorted(pts)
+        xs = np.array([p[0] for p in pts], dtype=float) * (1 + 0.015 * (k - len(curves) / 2))
+        ys = [p[1] for p in pts]
+        err = [
+            [max(0.0, p[1] - p[2]) if p[2] is not None else 0.0 for p in pts],
+            [max(0.0, p[3] - p[1]) if p[3] is not None else 0.0 for p in pts],
+        ]
+        ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=4, ms=5, label=name)
+    ax.axhline(50, color="#888888", ls="--", lw=1)
+    ax.set_xscale("log")
+    ns = sorted({p[0] for pts in curves.values() for p in pts})
+    ax.set_xticks(ns)
+    ax.set_xticklabels([str(n) for n in ns])
+    ax.set_xlabel("samples per prompt n")
+    ax.set_ylabel("win rate vs the starting policy, %")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def fig_min_drift(points: Sequence[tuple[int, float | None, float | None]]):
+    """The mean observed z of each prompt's minimum at each n, against Blom's expectation:
+    rows of (n, observed mean z, share of prompts whose response nearest μ−2σ is the min)."""
+    points = [p for p in points if p[1] is not None]
+    if not points:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    ns = np.array([p[0] for p in points], dtype=float)
+    grid = np.unique(np.geomspace(max(2, ns.min()), ns.max(), 50).round())
+    ax.plot(grid, blom_expected_min_z(grid), color="#555555", ls="--", label="Blom's expectation")
+    ax.plot(
+        ns, [p[1] for p in points], "o-", color=REJECTED_COLOR, label="observed (mean z of min)"
+    )
+    ax.axhline(-2, color=_POS_COLORS[1], lw=1, alpha=0.7, label="μ−2σ")
+    for n, _, share in points:
+        if share is not None:
+            z = [p[1] for p in points if p[0] == n][0]
+            ax.annotate(f"{100 * share:.0f}%", (n, z), textcoords="offset points", xytext=(4, 6),
+                        fontsize=7)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(set(ns)))
+    ax.set_xticklabels([str(int(n)) for n in sorted(set(ns))])
+    ax.set_xlabel("samples per prompt n")
+    ax.set_ylabel("z of the minimum")
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
