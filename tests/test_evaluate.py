@@ -227,7 +227,7 @@ def test_baseline_is_generated_once_per_settings(
     assert sorted(k["max_new_tokens"] for k in keys) == [6, 12]
     # The batch size is not a setting of the outputs: the cached entry serves it.
     spy.calls.clear()
-    batch3 = _cfg(judge_spec, baseline_cache=str(cache), generator_options={"batch_size": 3})
+    batch3 = _cfg(judge_spec, baseline_cache=str(cache), backend_options={"batch_size": 3})
     evaluate(policy_dir, tiny_lm_dir, prompts_file, tmp_path / "r3", batch3)
     assert spy.generated(tiny_lm_dir) == 0
 
@@ -235,7 +235,7 @@ def test_baseline_is_generated_once_per_settings(
 def test_killed_evaluation_resumes(
     monkeypatch, tiny_lm_dir, policy_dir, prompts_file, judge_spec, tmp_path
 ):
-    cfg = _cfg(judge_spec, generator_options={"batch_size": 2})
+    cfg = _cfg(judge_spec, backend_options={"batch_size": 2})
     # Uninterrupted, for comparison.
     evaluate(policy_dir, tiny_lm_dir, prompts_file, tmp_path / "whole", cfg)
     # Policy: calls 1-2; baseline: call 3 written, call 4 interrupted.

@@ -32,7 +32,7 @@ def tiny_config(model_dir, rm_dir, **over):
             "train_reward": "sentiment",
             "max_new_tokens": 8,
             "bootstrap": 20,
-            "generator_options": {"device": "cpu"},
+            "backend_options": {"device": "cpu"},
         },
     }
     data.update(over)

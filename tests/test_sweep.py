@@ -240,3 +240,14 @@ def test_cells_run_as_parallel_ray_tasks_and_are_recorded_by_the_driver(tmp_path
     run_sweep(sweep_config(sweep={"n": [4, 8], "strategies": ["sweet-spot"]}), tmp_path,
               fns=f.fns())  # fmt: skip
     assert f.calls == []
+
+
+def test_the_shipped_sweep_examples_load():
+    from sweetspot.sweep import load_sweep_config
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    paper = load_sweep_config(root / "sweep-paper-llama3-8b-instruct.yaml")
+    assert paper.sampling.n == 400 and paper.sweep.n == [5, 20, 60, 100, 200, 400]
+    trained = paper.trained_cells()
+    assert len(trained) == 31 and len([c for c in trained if c[0] == 200]) == 21
+    assert (200, "conventional") in trained and (200, "sweet-spot") in trained

@@ -190,12 +190,13 @@ class SweepConfig(RunConfig):
         names = set(by_spec.values())
         out = []
         for c in t:
-            name = c.strategy if c.strategy in names else None
-            if name is None:
-                name = by_spec.get(parse_strategies([c.strategy])[0].spec)
-            if c.n not in self.sweep.n or name is None:
+            if c.strategy in names:
+                found = [c.strategy]
+            else:  # a spec or a preset (grid: its 21 cells)
+                found = [by_spec.get(st.spec) for st in parse_strategies([c.strategy])]
+            if c.n not in self.sweep.n or not found or None in found:
                 raise ValueError(f"train cell (n={c.n}, {c.strategy}) is not in the sweep's grid")
-            out.append((c.n, name))
+            out += [(c.n, name) for name in found if (c.n, name) not in out]
         return out
 
 

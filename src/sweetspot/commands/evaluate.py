@@ -75,7 +75,6 @@ evaluate = stage_command(
         ),
     ],
     _body,
-    names={"generator": ["--backend"], "generator_options": ["--backend-option"]},
     doc="""Judge the trained policy against a baseline on held-out prompts.
 
 Generates one response per prompt from the policy and the baseline, judges each pair with a

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from sweetspot.errors import config_error
 
@@ -28,9 +28,17 @@ class EvalConfig(BaseModel):
         description="Id of the reward the pairs were built with; when the judge is that reward "
         "the report says it measures optimisation of that reward, not quality.",
     )
-    generator: str = Field("hf", description="Sampling backend used to generate responses.")
-    generator_options: dict[str, Any] = Field(
-        default_factory=dict, description="Further backend options (device, dtype, batch_size)."
+    backend: str = Field(
+        "hf",
+        validation_alias=AliasChoices("backend", "generator"),
+        description="Sampling backend that generates the responses (as `sweetspot sample "
+        "--backend`: hf, ct2, vllm, vllm-server, openai).",
+    )
+    backend_options: dict[str, Any] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("backend_options", "generator_options"),
+        description="Further options of the backend, as `sweetspot sample` takes them (device, "
+        "dtype, batch_size, engine_options, ...).",
     )
     temperature: float = Field(0.7, ge=0.0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling top_p.")

@@ -52,12 +52,12 @@ def model_identity(model: str | Path) -> str:
 
 def generation_key(model: str | Path, prompt_ids: list[str], cfg: EvalConfig) -> dict[str, Any]:
     """The settings that determine the responses of ``model`` to ``prompt_ids`` under ``cfg``."""
-    opts = cfg.generator_options
+    opts = cfg.backend_options
     return {
         "model": model_identity(model),
         "prompt_ids": hash_json(list(prompt_ids)),
         "n_prompts": len(prompt_ids),
-        "backend": cfg.generator,
+        "backend": cfg.backend,
         "temperature": cfg.temperature,
         "top_p": cfg.top_p,
         "max_new_tokens": cfg.max_new_tokens,
@@ -148,11 +148,11 @@ def _generate_missing(
         "temperature": cfg.temperature,
         "top_p": cfg.top_p,
         "max_new_tokens": cfg.max_new_tokens,
-        **cfg.generator_options,
+        **cfg.backend_options,
     }
     with quiet_hf():
-        gen = get_generator(cfg.generator, **opts)
-    chunk = max(1, int(cfg.generator_options.get("batch_size", 16)))
+        gen = get_generator(cfg.backend, **opts)
+    chunk = max(1, int(cfg.backend_options.get("batch_size", 16)))
     existing = shard_files(folder)
     next_shard = _next_index(existing)
     try:

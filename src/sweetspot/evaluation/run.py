@@ -288,7 +288,7 @@ def _evaluate(
         "mean_tokens_baseline": float(np.mean(tokens_b)) if tokens_b else None,
         "length_unit": "characters",
         "generation": {
-            "backend": cfg.generator,
+            "backend": cfg.backend,
             "temperature": cfg.temperature,
             "top_p": cfg.top_p,
             "max_new_tokens": cfg.max_new_tokens,
