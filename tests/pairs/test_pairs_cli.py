@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from pairs_util import long_rows, write_long_parquet, write_wide_jsonl
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "scored_pool.jsonl"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "scored_pool.jsonl"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -208,7 +208,7 @@ def _parent_script(fake_vllm, model_dir, tmp_path) -> str:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_server_stops_with_its_parent(fake_vllm, model_dir, tmp_path, sig):
     env = dict(os.environ, FAKE_VLLM_CHILD=str(tmp_path / "child.pid"))
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1] / "src")] + sys.path)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[2] / "src")] + sys.path)
     parent = subprocess.Popen(
         [sys.executable, "-c", _parent_script(fake_vllm, model_dir, tmp_path)],
         stdout=subprocess.PIPE,

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("trl")
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "scored_pool.jsonl"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "scored_pool.jsonl"
 
 
 def test_pairs_train_two_dpo_steps(tmp_path, tiny_lm_dir):
