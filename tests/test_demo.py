@@ -1,12 +1,15 @@
-"""`sweetspot demo`: its config, and its ending (report path and win rate) with fake stages.
-The real demo (SmolLM2 on CPU, ~10 minutes) is measured outside the test suite."""
+"""`sweetspot demo`: its config, and its ending (the two rules side by side, the report) with
+the loop's fake stages. The real demo (SmolLM2 on CPU, about ten minutes) is measured outside
+the test suite."""
 
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 from rich.console import Console
-from test_runner_loop import Fakes
+from test_sweep import SweepFakes
 
 import sweetspot.runner as runner
 from sweetspot.demo import demo_config, run_demo
@@ -17,31 +20,52 @@ def test_demo_config_is_the_shipped_yaml():
     assert cfg.policy.model == "builtin:smollm2-135m-instruct"
     assert (cfg.prompts.source, cfg.prompts.split, cfg.prompts.limit) == ("builtin", "train", 32)
     assert (cfg.prompts.eval.split, cfg.prompts.eval.limit) == ("eval", None)  # all 46
-    assert cfg.sampling.n == 8 and cfg.sampling.device == "cpu"
+    assert cfg.sampling.n == 32 and cfg.sampling.backend == "ct2"  # the sweep's largest n
+    assert cfg.trained_cells() == [(32, "conventional"), (32, "sweet-spot")]
     assert cfg.scoring.reward == "relevance"
-    assert cfg.pairs.strategies == ["sweet-spot", "conventional"]
     assert cfg.training.preset == "cpu-small" and cfg.training.lora is not None
-    assert cfg.evaluation is not None and cfg.evaluation.judge == "relevance"
+    assert cfg.evaluation.judge == "relevance" and cfg.evaluation.temperature == 0.0
 
 
 def test_fast_demo_is_smaller_but_the_same_loop():
     fast, full = demo_config(fast=True), demo_config()
     assert fast.prompts.limit < full.prompts.limit
     assert fast.prompts.eval.limit == 8 and full.prompts.eval.limit is None
-    assert fast.training.max_steps < full.training.max_steps
-    assert fast.sampling.n == full.sampling.n == 8
+    assert fast.training.max_steps == 2 and full.training.max_steps == -1
+    assert fast.trained_cells() == [(8, "conventional"), (8, "sweet-spot")]
     assert fast.training.lora == full.training.lora  # the preset's other fields are kept
 
 
-def test_demo_ends_with_report_and_win_rate(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "default_stage_fns", lambda: Fakes().fns())
-    monkeypatch.setattr(runner, "resolve_model", lambda m: "smollm2-folder")
+class DemoFakes(SweepFakes):
+    """The sweep's fakes, plus per-prompt outputs for the head-to-head comparison."""
+
+    def evaluate(self, policy, baseline, prompts, out_dir, cfg):
+        import pyarrow.parquet as pq
+
+        summary = super().evaluate(policy, baseline, prompts, out_dir, cfg)
+        summary["note"] = "The judge is the reward the pairs were built with."
+        (Path(out_dir) / "summary.json").write_text(json.dumps(summary))
+        bonus = 1.0 if "sweet" in str(policy) else 0.0
+        ids = pq.read_table(prompts).column("prompt_id").to_pylist()
+        rows = [{"prompt_id": p, "policy_reward": bonus + k % 2} for k, p in enumerate(ids)]
+        (Path(out_dir) / "outputs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return summary
+
+
+def test_demo_ends_with_the_two_rules_side_by_side(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "default_stage_fns", lambda: DemoFakes().fns())
+    monkeypatch.setattr("sweetspot.sweep.default_stage_fns", lambda: DemoFakes().fns())
     monkeypatch.setattr("sweetspot.smollm.smollm2_path", lambda: tmp_path / "smollm2")
     buf = io.StringIO()
     out = run_demo(tmp_path / "demo", fast=True, console=Console(file=buf, width=200))
-    assert out["report"] == tmp_path / "demo" / "report.html"
-    assert out["report"].exists()
+    assert out["report"] == tmp_path / "demo" / "report.html" and out["report"].exists()
+    cmp = out["comparison"]
+    assert cmp["n"] == 8 and cmp["prompts"] == 8 and 0 <= cmp["differ"] <= 8
     text = buf.getvalue()
-    assert "report:" in text and "report.html" in text
-    assert "win rate of the trained policy vs SmolLM2: 62.5%" in text
-    assert "95% CI 40.0-80.0%" in text
+    assert "At n = 8, conventional (max/min) and sweet-spot (max/μ−2σ) reject a different" in text
+    assert "conventional policy vs SmolLM2: 58.0% (95% CI 48.0-68.0%)" in text
+    assert "sweet-spot policy vs SmolLM2: 63.0% (95% CI 53.0-73.0%): better than SmolLM2" in text
+    # every prompt: sweet-spot's reward is 1 higher, so it wins head to head
+    assert "head to head on 8 prompts: 100.0%" in text and "a significant difference" in text
+    assert "The judge is the reward the pairs were built with." in text
+    assert "report:" in text

@@ -31,3 +31,18 @@ def test_gguf_conversion_bar_is_hidden(capfd):
         assert list(gguf_utils.tqdm(range(3), desc="Converting and de-quantizing")) == [0, 1, 2]
     assert "Converting" not in capfd.readouterr().err
     assert gguf_utils.tqdm is before
+
+
+def test_trl_reference_log_prob_bar_is_hidden(capfd):
+    """TRL draws "Computing reference log probs" with accelerate's tqdm, module-level in its DPO
+    trainer: hidden for the block, then as it was."""
+    import trl.trainer.dpo_trainer as dpo_trainer
+
+    from sweetspot.quiet import silence_tqdm
+
+    before = dpo_trainer.tqdm
+    capfd.readouterr()
+    with silence_tqdm("trl.trainer.dpo_trainer"):
+        assert list(dpo_trainer.tqdm(range(3), desc="Computing reference log probs")) == [0, 1, 2]
+    assert "Computing reference" not in capfd.readouterr().err
+    assert dpo_trainer.tqdm is before

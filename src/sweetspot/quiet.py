@@ -43,3 +43,26 @@ def quiet_hf(verbosity_error: bool = True) -> Iterator[None]:
             datasets.disable_progress_bars()
             stack.callback(datasets.enable_progress_bars)
         yield
+
+
+@contextmanager
+def silence_tqdm(*modules: str) -> Iterator[None]:
+    """Hide the tqdm bars the named (imported) modules draw through their module-level ``tqdm``
+    (TRL's "Computing reference log probs"), for the block."""
+    import functools
+    import sys
+
+    with ExitStack() as stack:
+        for name in modules:
+            module = sys.modules.get(name)
+            bar = getattr(module, "tqdm", None)
+            if bar is None:
+                continue
+            module.tqdm = functools.partial(_disabled, bar)
+            stack.callback(setattr, module, "tqdm", bar)
+        yield
+
+
+def _disabled(bar, *args, **kwargs):
+    kwargs["disable"] = True
+    return bar(*args, **kwargs)

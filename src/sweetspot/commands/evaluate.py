@@ -19,13 +19,18 @@ def _body(
     _given: set[str],
     policy: str,
     baseline: str,
-    prompts: Path,
+    prompts: str,
     output: Path,
 ) -> None:
+    from sweetspot.config import BUILTIN_PROMPTS, builtin_prompts_path
     from sweetspot.evaluation.run import evaluate as run_evaluate
     from sweetspot.models import resolve_model
 
     cfg = make_cfg()
+    if prompts == BUILTIN_PROMPTS:  # the shipped set: its held-out rows unless --split says
+        prompts = str(builtin_prompts_path())
+        if cfg.split is None:
+            cfg = cfg.model_copy(update={"split": "eval"})
     summary = run_evaluate(resolve_model(policy), resolve_model(baseline), prompts, output, cfg)
     print_summary(summary, output)
 
@@ -57,10 +62,11 @@ evaluate = stage_command(
             "prompts",
             ...,
             "--prompts",
-            annotation=Path,
+            annotation=str,
             metavar="FILE",
             help="Held-out prompts: a JSONL/Parquet file (with --split to select rows whose "
-            "'split' field has that value) or a prompts.parquet.",
+            "'split' field has that value), a prompts.parquet, or 'builtin' (the shipped set's "
+            "46 held-out prompts).",
             show_default=False,
         ),
         option(

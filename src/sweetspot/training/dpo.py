@@ -13,7 +13,7 @@ from typing import Any
 from sweetspot.errors import ConfigError, InputError
 from sweetspot.io import write_json_atomic
 from sweetspot.manifest import library_versions
-from sweetspot.quiet import quiet_hf
+from sweetspot.quiet import quiet_hf, silence_tqdm
 from sweetspot.training.config import TrainConfig
 from sweetspot.training.data import load_pair_rows
 from sweetspot.training.policy import is_adapter_dir, load_policy, load_tokenizer, model_ref
@@ -246,7 +246,8 @@ def _train(
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # our callback logs and shows progress instead
-    result = trainer.train()
+    with silence_tqdm("trl.trainer.dpo_trainer"):  # "Computing reference log probs"
+        result = trainer.train()
     runtime = time.monotonic() - started
 
     merged = False
