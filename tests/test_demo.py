@@ -1,5 +1,5 @@
 """`sweetspot demo`: its config, and its ending (the two rules side by side, the report) with
-the loop's fake stages. The real demo (SmolLM2 on CPU, about ten minutes) is measured outside
+the loop's fake stages. The real demo (SmolLM2 on CPU, about twelve minutes) is measured outside
 the test suite."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sweetspot.demo import demo_config, run_demo
 def test_demo_config_is_the_shipped_yaml():
     cfg = demo_config()
     assert cfg.policy.model == "builtin:smollm2-135m-instruct"
-    assert (cfg.prompts.source, cfg.prompts.split, cfg.prompts.limit) == ("builtin", "train", 32)
+    assert (cfg.prompts.source, cfg.prompts.split, cfg.prompts.limit) == ("builtin", "train", 48)
     assert (cfg.prompts.eval.split, cfg.prompts.eval.limit) == ("eval", None)  # all 46
     assert cfg.sampling.n == 32 and cfg.sampling.backend == "ct2"  # the sweep's largest n
     assert cfg.trained_cells() == [(32, "conventional"), (32, "sweet-spot")]

