@@ -147,11 +147,17 @@ def test_paper_example_matches_the_paper():
 
 
 def test_shipped_demo_config_validates():
-    cfg = load_config(Path(__file__).resolve().parents[1] / "src/sweetspot/data/demo.yaml")
-    assert cfg.sampling.n == 8
+    from sweetspot.sweep import load_sweep_config
+
+    cfg = load_sweep_config(Path(__file__).resolve().parents[1] / "src/sweetspot/data/demo.yaml")
+    assert cfg.sweep.n == [8, 16, 32]
+    assert set(cfg.sweep.strategies) == {"sweet-spot", "conventional"}
+    assert {(t.n, t.strategy) for t in cfg.sweep.train} == {
+        (32, "conventional"),
+        (32, "sweet-spot"),
+    }
     assert cfg.scoring.reward == "relevance"
-    assert set(cfg.pairs.strategies) == {"sweet-spot", "conventional"}
-    assert cfg.pairs.train_on == "sweet-spot"
+    assert cfg.sampling.backend == "ct2"
     assert cfg.training.preset == "cpu-small"
 
 

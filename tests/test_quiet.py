@@ -46,3 +46,36 @@ def test_trl_reference_log_prob_bar_is_hidden(capfd):
         assert list(dpo_trainer.tqdm(range(3), desc="Computing reference log probs")) == [0, 1, 2]
     assert "Computing reference" not in capfd.readouterr().err
     assert dpo_trainer.tqdm is before
+
+
+def test_training_shows_no_tqdm_bar(pairs_for_quiet, tiny_lm_dir, tmp_path, capfd):
+    """The whole DPO run, reference log probs precomputed (TRL's bar is drawn in the trainer's
+    constructor): only our own progress."""
+    from sweetspot.training import make_train_config, train_dpo
+
+    cfg = make_train_config(None, {"max_steps": 1, "per_device_train_batch_size": 2,
+                                   "max_length": 64, "precision": "fp32",
+                                   "precompute_ref_log_probs": True,
+                                   "lora": {"r": 4}})  # fmt: skip
+    capfd.readouterr()
+    train_dpo(pairs_for_quiet, tiny_lm_dir, tmp_path / "m", cfg, progress=False)
+    err = capfd.readouterr().err
+    assert "Computing reference" not in err and "it/s" not in err
+
+
+@pytest.fixture
+def pairs_for_quiet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"question {i}?"}],
+            "chosen": [{"role": "assistant", "content": "a good answer"}],
+            "rejected": [{"role": "assistant", "content": "no"}],
+        }
+        for i in range(4)
+    ]
+    path = tmp_path / "pairs.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path

@@ -48,11 +48,16 @@ def quiet_hf(verbosity_error: bool = True) -> Iterator[None]:
 @contextmanager
 def silence_tqdm(*modules: str) -> Iterator[None]:
     """Hide the tqdm bars the named (imported) modules draw through their module-level ``tqdm``
-    (TRL's "Computing reference log probs"), for the block."""
+    (TRL's "Computing reference log probs"), for the block; ``TQDM_DISABLE`` is set meanwhile
+    for code that reads it when it draws (TRL passes it as ``disable``)."""
     import functools
+    import os
     import sys
 
     with ExitStack() as stack:
+        before = os.environ.get("TQDM_DISABLE")
+        os.environ["TQDM_DISABLE"] = "1"
+        stack.callback(_restore_env, "TQDM_DISABLE", before)
         for name in modules:
             module = sys.modules.get(name)
             bar = getattr(module, "tqdm", None)
@@ -61,6 +66,15 @@ def silence_tqdm(*modules: str) -> Iterator[None]:
             module.tqdm = functools.partial(_disabled, bar)
             stack.callback(setattr, module, "tqdm", bar)
         yield
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    import os
+
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _disabled(bar, *args, **kwargs):

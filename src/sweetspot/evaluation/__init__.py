@@ -1,15 +1,20 @@
 """Held-out evaluation: policy vs baseline judged by a reward; win rate, Wilson interval,
-AlpacaEval-2-style length-controlled win rate, and export to AlpacaEval's format."""
+AlpacaEval's minimal length-controlled GLM, and export to AlpacaEval's format."""
 
-from sweetspot.evaluation.config import EvalConfig, make_eval_config
-from sweetspot.evaluation.run import evaluate
-from sweetspot.evaluation.winrate import (
-    length_controlled_win_rate,
-    preferences,
-    summarize,
-    wilson_interval,
-    win_rate,
-)
+from __future__ import annotations
+
+from sweetspot.lazy import lazy_exports
+
+_WHERE = {
+    "EvalConfig": "sweetspot.evaluation.config",
+    "evaluate": "sweetspot.evaluation.run",
+    "length_controlled_win_rate": "sweetspot.evaluation.winrate",
+    "make_eval_config": "sweetspot.evaluation.config",
+    "preferences": "sweetspot.evaluation.winrate",
+    "summarize": "sweetspot.evaluation.winrate",
+    "wilson_interval": "sweetspot.evaluation.winrate",
+    "win_rate": "sweetspot.evaluation.winrate",
+}
 
 __all__ = [
     "EvalConfig",
@@ -21,3 +26,5 @@ __all__ = [
     "wilson_interval",
     "win_rate",
 ]
+
+__getattr__ = lazy_exports(__name__, _WHERE)

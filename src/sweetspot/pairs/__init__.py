@@ -10,28 +10,35 @@ the picked rows), its options in ``sweetspot.pairs.config``.
 
 from __future__ import annotations
 
-from sweetspot.pairs.build import DROP_REASONS, PairBuilder, Selection, blom_expected_min_z
-from sweetspot.pairs.config import PAIR_PARAMS, PairConfig
-from sweetspot.pairs.pool import Pool, load_pool
-from sweetspot.pairs.stage import run_pair
-from sweetspot.pairs.strategies import (
-    PRESETS,
-    SEVEN_POSITIONS,
-    Strategy,
-    parse_selector,
-    parse_strategies,
-    register_selector,
-)
-from sweetspot.pairs.texts import TextSource
+from sweetspot.lazy import lazy_exports
+
+_WHERE = {
+    "DROP_REASONS": "sweetspot.pairs.build",
+    "PAIR_PARAMS": "sweetspot.pairs.config",
+    "PRESETS": "sweetspot.pairs.strategies",
+    "PairBuilder": "sweetspot.pairs.build",
+    "PairConfig": "sweetspot.pairs.config",
+    "Pool": "sweetspot.pairs.pool",
+    "SEVEN_POSITIONS": "sweetspot.pairs.strategies",
+    "Selection": "sweetspot.pairs.build",
+    "Strategy": "sweetspot.pairs.strategies",
+    "TextSource": "sweetspot.pairs.texts",
+    "blom_expected_min_z": "sweetspot.pairs.build",
+    "load_pool": "sweetspot.pairs.pool",
+    "parse_selector": "sweetspot.pairs.strategies",
+    "parse_strategies": "sweetspot.pairs.strategies",
+    "register_selector": "sweetspot.pairs.strategies",
+    "run_pair": "sweetspot.pairs.stage",
+}
 
 __all__ = [
     "DROP_REASONS",
     "PAIR_PARAMS",
     "PRESETS",
-    "SEVEN_POSITIONS",
     "PairBuilder",
     "PairConfig",
     "Pool",
+    "SEVEN_POSITIONS",
     "Selection",
     "Strategy",
     "TextSource",
@@ -42,3 +49,5 @@ __all__ = [
     "register_selector",
     "run_pair",
 ]
+
+__getattr__ = lazy_exports(__name__, _WHERE)

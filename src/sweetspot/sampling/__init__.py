@@ -2,29 +2,26 @@
 
 ``from sweetspot.sampling import SampleConfig, run_sampling``; generation backends live in
 ``sweetspot.sampling.backends`` (``get_generator``). The stage itself is in
-``sweetspot.sampling.stage``, its options in ``sweetspot.sampling.config``.
+``sweetspot.sampling.stage``, its options in ``sweetspot.sampling.config``. Names load lazily, so
+the options import without pyarrow or any backend.
 """
 
 from __future__ import annotations
 
-from sweetspot.sampling.config import DEFAULT_SHARD_SIZE, PLAN_PARAMS, SampleConfig
-from sweetspot.sampling.stage import (
-    PLAN_FILE,
-    SAMPLES_DIR,
-    SAMPLES_SCHEMA,
-    SampleWorker,
-    WorkerFactory,
-    run_sampling,
-)
+from sweetspot.lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_SHARD_SIZE",
-    "PLAN_FILE",
-    "PLAN_PARAMS",
-    "SAMPLES_DIR",
-    "SAMPLES_SCHEMA",
-    "SampleConfig",
-    "SampleWorker",
-    "WorkerFactory",
-    "run_sampling",
-]
+_WHERE = {
+    "DEFAULT_SHARD_SIZE": "sweetspot.sampling.config",
+    "PLAN_PARAMS": "sweetspot.sampling.config",
+    "SampleConfig": "sweetspot.sampling.config",
+    "PLAN_FILE": "sweetspot.sampling.stage",
+    "SAMPLES_DIR": "sweetspot.sampling.stage",
+    "SAMPLES_SCHEMA": "sweetspot.sampling.stage",
+    "SampleWorker": "sweetspot.sampling.stage",
+    "WorkerFactory": "sweetspot.sampling.stage",
+    "run_sampling": "sweetspot.sampling.stage",
+}
+
+__all__ = sorted(_WHERE)
+
+__getattr__ = lazy_exports(__name__, _WHERE)

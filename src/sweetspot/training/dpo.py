@@ -231,22 +231,24 @@ def _train(
     log_path = tmp / LOG_FILE
     callback = _log_callback(log_path, progress)
     started = time.monotonic()
-    try:
-        trainer = DPOTrainer(
-            model=policy,
-            ref_model=ref,
-            args=args,
-            train_dataset=Dataset.from_list(rows),
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=[callback],
-        )
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"TRL rejected the training setup: {e}") from e
     from transformers.trainer_callback import PrinterCallback
 
-    trainer.remove_callback(PrinterCallback)  # our callback logs and shows progress instead
-    with silence_tqdm("trl.trainer.dpo_trainer"):  # "Computing reference log probs"
+    # TRL draws its own "Computing reference log probs" bar while it builds the trainer (and
+    # again when it trains): ours shows the progress
+    with silence_tqdm("trl.trainer.dpo_trainer"):
+        try:
+            trainer = DPOTrainer(
+                model=policy,
+                ref_model=ref,
+                args=args,
+                train_dataset=Dataset.from_list(rows),
+                processing_class=tokenizer,
+                peft_config=peft_config,
+                callbacks=[callback],
+            )
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"TRL rejected the training setup: {e}") from e
+        trainer.remove_callback(PrinterCallback)  # our callback logs and shows progress instead
         result = trainer.train()
     runtime = time.monotonic() - started
 
