@@ -133,7 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = app(args=argv, prog_name="sweetspot", standalone_mode=False)
     except InputError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        from rich.markup import escape
+
+        # escaped: messages hold brackets ("pip install 'sweetspot[openai]'", list values)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt as e:
         sys.exit(_interrupted(isinstance(e, Terminated)))

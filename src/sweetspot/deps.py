@@ -26,7 +26,7 @@ EXTRA_OF = {
     "matplotlib": "report",
     "ray": "ray",
     "httpx": "openai",
-    "vllm": "vllm",
+    "vllm": "vllm-cuda",
     "ctranslate2": "ct2",
 }
 

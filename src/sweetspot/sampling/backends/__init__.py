@@ -10,6 +10,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from sweetspot.deps import require
 from sweetspot.errors import InputError
 from sweetspot.sampling.backends.base import Completion, Generator
 
@@ -56,6 +57,7 @@ def get_generator(name: str, **opts: Any) -> Generator:
             field="backend",
         )
     cls = _REGISTRY[name]
+    require(*getattr(cls, "requires", ()), what=f"the {name} backend")
     unknown = _unknown_options(cls, opts)
     if unknown:
         raise InputError(

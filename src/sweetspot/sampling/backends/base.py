@@ -42,6 +42,9 @@ class Generator(Protocol):
 
     name: str
     on_progress: ProgressHook | None
+    #: Modules the backend imports (``sweetspot.deps``): ``get_generator`` checks them before
+    #: building it and names the extra that installs them. Optional; absent means none.
+    requires: tuple[str, ...]
 
     def generate(
         self, prompts: list[list[dict]], n: int, seeds: list[list[int]]

@@ -99,6 +99,7 @@ class CT2Generator:
     """CTranslate2 ``Generator``: int8 on CPU, a fresh seeded Generator per call."""
 
     name = "ct2"
+    requires = ("ctranslate2", "transformers")
 
     def __init__(
         self,
@@ -116,12 +117,6 @@ class CT2Generator:
         engine_options: dict[str, Any] | None = None,
         sampling_options: dict[str, Any] | None = None,
     ) -> None:
-        try:
-            import ctranslate2  # noqa: F401
-        except ImportError:
-            raise InputError(
-                "the ct2 backend needs CTranslate2: pip install 'sweetspot[ct2]'", field="backend"
-            ) from None
         from transformers import AutoTokenizer
 
         from sweetspot.sampling.backends.ct2_models import ct2_model_path, weight_quantization

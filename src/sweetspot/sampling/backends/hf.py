@@ -118,6 +118,7 @@ class HFGenerator:
     """transformers ``generate``: batched, left padding, per-sample seeds, fp32 on CPU."""
 
     name = "hf"
+    requires = ("torch", "transformers")
 
     def __init__(
         self,

@@ -59,6 +59,7 @@ class OpenAIGenerator:
     """Chat completions over HTTP with a bounded pool, retries and per-sample seeds."""
 
     name = "openai"
+    requires = ("httpx",)
 
     def __init__(
         self,
@@ -76,13 +77,8 @@ class OpenAIGenerator:
         backoff_s: float = 1.0,
         timeout_s: float = 600.0,
     ) -> None:
-        try:
-            import httpx
-        except ImportError:
-            raise InputError(
-                f"the {self.name} backend needs httpx: pip install 'sweetspot[openai]'",
-                field="backend",
-            ) from None
+        import httpx
+
         self.model = model
         self.base_url = (base_url or DEFAULT_URL).rstrip("/")
         self.url = self.base_url + "/chat/completions"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sweetspot.deps import require
 from sweetspot.scoring.backends import function, hf_classifier, relevance, sentiment  # noqa: F401
 from sweetspot.scoring.backends.base import (
     Scorer,
@@ -37,7 +38,9 @@ def get_scorer(kind: str, **opts: Any) -> Scorer:
     ``relevance``: device, max_tokens_per_batch. ``sentiment``: none. Options a kind does not
     use are ignored, so one option set serves every kind.
     """
-    return scorer_class(kind)(**opts)
+    cls = scorer_class(kind)
+    require(*cls.requires, what=f"the {kind} reward")
+    return cls(**opts)
 
 
 def identify_scorer(kind: str, **opts: Any) -> tuple[str, str]:

@@ -30,6 +30,9 @@ class Scorer(ABC):
     kind: ClassVar[str] = ""
     #: True when the scorer holds a model that can use a GPU (the Ray executor then asks for one).
     uses_gpu: ClassVar[bool] = False
+    #: Modules the scorer imports (``sweetspot.deps``): checked when it is built, with the extra
+    #: that installs them named.
+    requires: ClassVar[tuple[str, ...]] = ()
 
     model_id: str
     revision: str

@@ -46,6 +46,7 @@ class HFClassifierScorer(Scorer):
     """A transformers reward model (one logit, or an output with ``.score`` such as ArmoRM)."""
 
     uses_gpu = True
+    requires = ("torch", "transformers")
 
     def __init__(
         self,

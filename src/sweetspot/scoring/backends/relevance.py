@@ -52,6 +52,8 @@ def prompt_text(messages: Messages) -> str:
 class RelevanceScorer(Scorer):
     """Demonstration reward: cosine(prompt, response) with MiniLM embeddings."""
 
+    requires = ("torch", "transformers")
+
     def __init__(
         self, *, device: str = "auto", max_tokens_per_batch: int = 16384, **_: Any
     ) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from sweetspot.errors import InputError
 from sweetspot.scoring.backends.base import Messages, Scorer, register_scorer
 
 
@@ -19,15 +18,12 @@ from sweetspot.scoring.backends.base import Messages, Scorer, register_scorer
 class SentimentScorer(Scorer):
     """Demonstration reward: VADER compound score of the response text."""
 
+    requires = ("vaderSentiment",)
+
     def __init__(self, **_: Any) -> None:
         super().__init__()
-        try:
-            from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-        except ImportError:
-            raise InputError(
-                "the sentiment reward needs vaderSentiment: pip install 'sweetspot[rewards]'",
-                field="reward",
-            ) from None
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
         self.analyzer = SentimentIntensityAnalyzer()
         self.model_id, self.revision = self.identify()
 
