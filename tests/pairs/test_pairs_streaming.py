@@ -274,11 +274,21 @@ def test_texts_of_picked_rows_are_caught_in_pass_1(tmp_path, monkeypatch, catch_
     assert 20 <= stats["conventional"]["texts_fetched"] <= 40
 
 
-def test_short_texts_are_read_again_rather_than_caught(tmp_path, monkeypatch):
+def test_short_texts_are_kept_whole_rather_than_caught(tmp_path, monkeypatch):
+    """Texts of a few bytes: pass 1 keeps the column (no selection per batch) and pass 2 takes
+    the picked ones from memory; past the budget, the file is read again."""
     path = _best_first_pool(tmp_path / "pool.parquet")  # texts of 4-6 bytes
     read = _spy_pass_2(monkeypatch)
-    stats = run_pair(path, tmp_path / "out", PairConfig(strategies=["conventional"]))
-    assert stats["conventional"]["texts_read_again"] == 20 and sum(read) == 100
+    stats = run_pair(path, tmp_path / "kept", PairConfig(strategies=["conventional"]))
+    assert stats["conventional"]["texts_read_again"] == 0 and read == []
+    assert stats["conventional"]["texts_fetched"] == 20
+
+    monkeypatch.setattr(capture, "KEEP_SHORT_TEXTS_BYTES", 10)  # too small for this file
+    again = run_pair(path, tmp_path / "read", PairConfig(strategies=["conventional"]))
+    assert again["conventional"]["texts_read_again"] == 20 and sum(read) == 100
+    for name in ("conventional.parquet",):
+        kept = pq.read_table(tmp_path / "kept" / name)
+        assert kept.equals(pq.read_table(tmp_path / "read" / name))
 
 
 def test_a_stage_folder_is_read_once(tmp_path, monkeypatch, catch_all):

@@ -11,10 +11,14 @@ that hold each prompt's samples together the pool's text is read once.
 
 Catching costs a selection per batch; for texts of a few bytes, reading them again is cheaper,
 so files whose texts average under ``MIN_TEXT_BYTES`` are not caught (:func:`worth_catching`).
+Their whole text column is kept instead, as read, while a :class:`TextBudget` allows (a few
+hundred MB: texts of a few bytes, millions of them), so pass 2 takes them from memory; past the
+budget, files are read again.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +28,23 @@ from sweetspot.pairs.context import PoolContext
 from sweetspot.pairs.strategies import Strategy
 
 MIN_TEXT_BYTES = 128
+KEEP_SHORT_TEXTS_BYTES = 512 * 2**20  # pass 1 keeps short texts whole up to this much
+
+
+class TextBudget:
+    """Bytes of short texts that pass 1 may keep, claimed by the files' scans (in threads)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.left = KEEP_SHORT_TEXTS_BYTES if limit is None else limit
+        self._lock = threading.Lock()
+
+    def claim(self, nbytes: int) -> bool:
+        """Take ``nbytes`` from the budget; False (taking nothing) when it does not fit."""
+        with self._lock:
+            if nbytes > self.left:
+                return False
+            self.left -= nbytes
+            return True
 
 
 def worth_catching(texts: pa.Array) -> bool:

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from sweetspot.errors import InputError
 from sweetspot.io import list_table_files
-from sweetspot.pairs.capture import Picker
+from sweetspot.pairs.capture import Picker, TextBudget
 from sweetspot.pairs.context import PoolContext
 from sweetspot.pairs.scan import (
     DEFAULT_COLUMNS,
@@ -230,7 +230,7 @@ class _Merge:
             )
         if fs.text_column is not None:
             self.text_files.append(
-                TextFile(fs.file, start, self.data.rows - start, fs.text_column, fs.wide)
+                TextFile(fs.file, start, self.data.rows - start, fs.text_column, fs.wide, fs.kept)
             )
         for c in fs.caught:
             self.caught_ids.append(start + c.positions)
@@ -337,6 +337,8 @@ def load_pool(
 
     score_files = {f.name: f for f in list_table_files(path / "scores")} if stage else {}
 
+    budget = TextBudget() if picker is not None else None  # pass 2 follows: keep short texts
+
     def scan(f: SourceFile) -> FileScan:
         tick = _ticker(f, progress)
         if stage or layout == "long":
@@ -351,6 +353,7 @@ def load_pool(
                 tick=tick,
                 picker=picker,
                 scores=SourceFile(mirror) if mirror is not None else None,
+                budget=budget,
             )
         else:
             fn = lambda: scan_wide(f, cols, tick, picker, max_samples)  # noqa: E731

@@ -23,7 +23,7 @@ from sweetspot.errors import InputError
 from sweetspot.ids import prompt_id, to_messages
 from sweetspot.io import MESSAGE_TYPE, MESSAGES_TYPE, iter_jsonl_rows
 from sweetspot.pairs.arrays import to_numpy
-from sweetspot.pairs.capture import Catcher, Caught, Picker, worth_catching
+from sweetspot.pairs.capture import Catcher, Caught, Picker, TextBudget, worth_catching
 from sweetspot.pairs.sources import JsonReadError, SourceFile
 
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -73,6 +73,7 @@ class FileScan:
     text_column: str | None = None
     wide: bool = False
     caught: list[Caught] = field(default_factory=list)  # texts of picked rows (capture.py)
+    kept: list[pa.Array] | None = None  # short texts kept whole, batch by batch (capture.py)
     scores_matched: bool = False  # stage: rewards came from the scores shard of the same name
 
     @property
@@ -356,11 +357,13 @@ def scan_long(
     tick: Tick = None,
     picker: Picker | None = None,
     scores: SourceFile | None = None,
+    budget: TextBudget | None = None,
 ) -> FileScan:
     """One long-layout file (or a samples shard of a stage folder, ``with_reward=False``: its
     rewards come from ``scores``, the score shard of the same name, when that holds the same
     (prompt_id, sample_idx) rows in the same order). With a ``picker``, the texts of the rows
-    it picks are caught on the way (``FileScan.caught``)."""
+    it picks are caught on the way (``FileScan.caught``); texts too short to catch are kept
+    whole (``FileScan.kept``) while ``budget`` allows."""
     names = file.names
     p_col, id_col = pick(names, cols, "prompt"), pick(names, cols, "prompt_id")
     t_col, r_col = pick(names, cols, "response"), pick(names, cols, "reward")
@@ -416,6 +419,11 @@ def scan_long(
                 eq = pc.equal(batch.column(f_col), "length")
                 scan.truncated = to_numpy(pc.fill_null(eq, False))
         out.batches.append(scan)
+        if first == 0 and budget is not None and total and not worth_catching(texts):
+            # texts of a few bytes: keep the column (its estimated size) rather than read again
+            out.kept = [] if budget.claim(texts.nbytes * total // max(1, n)) else None
+        if out.kept is not None:
+            out.kept.append(texts)
         if catcher is not None and (
             scan.reward is None or (first == 0 and not worth_catching(texts))
         ):

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sweetspot.pairs.capture import take_texts
 from sweetspot.pairs.sources import SourceFile, map_ordered
 
 
@@ -77,6 +78,7 @@ class TextFile:
     count: int
     column: str
     wide: bool = False
+    kept: list[pa.Array] | None = None  # the whole column, kept by pass 1 (short texts)
 
 
 class StreamedTexts(TextSource):
@@ -146,11 +148,14 @@ class StreamedTexts(TextSource):
         todo = [(f, uniq[a:b] - f.start) for f, a, b in zip(self.files, lo, hi) if b > a]
         if self.progress is not None:
             self.progress("pass 2: texts of the pairs", float(max(1, len(todo))))
-        for (_, local), got in zip(
+        for (f, local), got in zip(
             todo, map_ordered(lambda job: _read_rows(job[0], job[1], self.progress), todo)
         ):
             chunks.extend(got)
-            self.reads += len(local)
+            if f.kept is None:
+                self.reads += len(local)
+            else:  # kept whole by pass 1
+                self.from_pass_1 += len(local)
         texts = pa.concat_arrays(chunks) if chunks else pa.array([], pa.large_string())
         inverse = inverse.ravel()
         if len(inverse) == len(texts) and np.all(np.diff(wanted) > 0):
@@ -163,6 +168,9 @@ def _read_rows(
 ) -> list[pa.Array]:
     """The texts at sorted 0-based response positions ``local`` of one file, as large_string
     chunks in that order."""
+    if f.kept is not None:
+        _tick(progress, 1.0)
+        return [take_texts(f.kept, local)]
     out = []
     done = 0.0
     if f.wide:  # list positions: every row group up to the last wanted row is needed
