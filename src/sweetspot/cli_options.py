@@ -350,6 +350,22 @@ def option(dest: str, default: Any, *decls: str, annotation: Any, **kw: Any) -> 
     )
 
 
+def output_option(help: str, *, required: bool = True) -> inspect.Parameter:
+    """The ``-o/--output DIR`` every stage command takes: the folder it writes."""
+    from pathlib import Path
+
+    return option(
+        "output",
+        ... if required else None,
+        "--output",
+        "-o",
+        annotation=Path if required else Path | None,
+        metavar="DIR",
+        help=help,
+        show_default=False,
+    )
+
+
 def argument(dest: str, default: Any, *, annotation: Any, **kw: Any) -> inspect.Parameter:
     """A positional argument as an ``inspect.Parameter``."""
     import typer

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sweetspot.cli_options import option
+from sweetspot.cli_options import option, output_option
 from sweetspot.commands import stage_command
 from sweetspot.stages import EVALUATE
 
@@ -69,15 +69,8 @@ evaluate = stage_command(
             "46 held-out prompts).",
             show_default=False,
         ),
-        option(
-            "output",
-            ...,
-            "--output",
-            "-o",
-            annotation=Path,
-            metavar="DIR",
-            help="Folder it writes: outputs.jsonl, summary.json (and model_outputs.json).",
-            show_default=False,
+        output_option(
+            "Folder it writes: outputs.jsonl, summary.json (and model_outputs.json).",
         ),
     ],
     _body,

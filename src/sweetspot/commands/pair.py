@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from sweetspot.cli_options import option
+from sweetspot.cli_options import option, output_option
 from sweetspot.commands import stage_command
 from sweetspot.errors import ConfigError
 from sweetspot.stages import PAIR
@@ -44,15 +44,9 @@ pair = stage_command(
             "response, reward) layout, detected from the columns.",
             show_default=False,
         ),
-        option(
-            "output",
-            None,
-            "--output",
-            "-o",
-            annotation=Path | None,
-            metavar="DIR",
-            help="Folder it writes (default: INPUT/pairs for a stage folder).",
-            show_default=False,
+        output_option(
+            "Folder it writes (default: INPUT/pairs for a stage folder).",
+            required=False,
         ),
     ],
     _body,

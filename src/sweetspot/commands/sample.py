@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sweetspot.cli_options import build_config, given_values, model_options, option
+from sweetspot.cli_options import build_config, given_values, model_options, output_option
 from sweetspot.commands import stage_command
 from sweetspot.stages import SAMPLE
 
@@ -45,16 +45,9 @@ def _command():
     _, prompt_params, _ = _prompt_options()
     io = [
         *prompt_params,
-        option(
-            "output",
-            ...,
-            "--output",
-            "-o",
-            annotation=Path,
-            metavar="DIR",
-            help="Stage folder it writes: prompts.parquet, sampling.json, samples/part-*.parquet. "
+        output_option(
+            "Stage folder it writes: prompts.parquet, sampling.json, samples/part-*.parquet. "
             "Rerun with the same folder to resume (or with a larger --n to add samples).",
-            show_default=False,
         ),
     ]
     return stage_command(

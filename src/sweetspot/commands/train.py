@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sweetspot.cli_options import option
+from sweetspot.cli_options import option, output_option
 from sweetspot.commands import stage_command
 from sweetspot.stages import TRAIN
 from sweetspot.training.presets import preset_names
@@ -75,16 +75,9 @@ train = stage_command(
             help="Starting policy: a model folder, a hub id, or builtin:smollm2-135m-instruct.",
             show_default=False,
         ),
-        option(
-            "output",
-            ...,
-            "--output",
-            "-o",
-            annotation=Path,
-            metavar="DIR",
-            help="Folder it writes: the model (or adapter), tokenizer, train_log.jsonl, "
+        output_option(
+            "Folder it writes: the model (or adapter), tokenizer, train_log.jsonl, "
             "train_summary.json.",
-            show_default=False,
         ),
         option(
             "ref_model",

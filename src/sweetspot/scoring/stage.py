@@ -161,35 +161,14 @@ def run_scoring(
 
 class ScoreWorkerFactory:
     """Builds a :class:`ScoreWorker` (and its scorer) once per process or Ray actor; picklable.
-    ``on_rows(k)`` (in-process only) hears of every chunk of ``k`` responses scored."""
+    ``worker_options`` are :class:`ScoreWorker`'s keyword arguments (``on_rows``, in-process
+    only, hears of every chunk of responses scored)."""
 
-    def __init__(
-        self,
-        kind: str,
-        opts: dict,
-        *,
-        prompts: str,
-        cache_path: str | None,
-        model_key: str,
-        model_id: str,
-        chunk_rows: int = 4096,
-        on_rows: Callable[[int], None] | None = None,
-    ) -> None:
-        self.kind, self.opts = kind, opts
-        self.prompts, self.cache_path = prompts, cache_path
-        self.model_key, self.model_id = model_key, model_id
-        self.chunk_rows, self.on_rows = chunk_rows, on_rows
+    def __init__(self, kind: str, opts: dict, **worker_options: Any) -> None:
+        self.kind, self.opts, self.worker_options = kind, opts, worker_options
 
     def __call__(self) -> ScoreWorker:
-        return ScoreWorker(
-            get_scorer(self.kind, **self.opts),
-            prompts=self.prompts,
-            cache_path=self.cache_path,
-            model_key=self.model_key,
-            model_id=self.model_id,
-            chunk_rows=self.chunk_rows,
-            on_rows=self.on_rows,
-        )
+        return ScoreWorker(get_scorer(self.kind, **self.opts), **self.worker_options)
 
 
 class ScoreWorker:
