@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sweetspot.config import parse_config
-from sweetspot.runner import default_stage_fns, run
+from sweetspot.runner import run
+from sweetspot.stages import STAGES
 
 
 def tiny_config(model_dir, rm_dir, **over):
@@ -43,7 +44,7 @@ def tiny_config(model_dir, rm_dir, **over):
 def test_two_rounds_then_resume_after_interrupted_round(tmp_path, tiny_lm_dir, tiny_rm_dir):
     run_dir = tmp_path / "run"
     result = run(tiny_config(tiny_lm_dir, tiny_rm_dir), run_dir)
-    assert len(result.ran()) == len(result.stages) == 1 + 2 * 6
+    assert len(result.ran()) == len(result.stages) == 2 + 2 * 6  # eval prompts, baseline
 
     for t in (0, 1):
         rd = run_dir / f"round-{t}"
@@ -72,7 +73,6 @@ def test_two_rounds_then_resume_after_interrupted_round(tmp_path, tiny_lm_dir, t
     del manifest["stages"]["round-1/evaluate"]
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
 
-    fns = default_stage_fns()
     calls = []
 
     def counting(name, fn):
@@ -82,8 +82,8 @@ def test_two_rounds_then_resume_after_interrupted_round(tmp_path, tiny_lm_dir, t
 
         return wrapped
 
-    for name in ("sample", "score", "pair", "train", "evaluate"):
-        setattr(fns, name, counting(name, getattr(fns, name)))
+    names = ("sample", "score", "pair", "train", "evaluate")
+    fns = {n: counting(n, STAGES[n].run_fn) for n in names}
     result = run(tiny_config(tiny_lm_dir, tiny_rm_dir), run_dir, fns=fns)
     assert calls == ["train", "evaluate"]
     assert result.ran() == ["round-1/train", "round-1/evaluate"]

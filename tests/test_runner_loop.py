@@ -15,7 +15,7 @@ from sweetspot.config import parse_config
 from sweetspot.manifest import StageChanged
 from sweetspot.pairs import run_pair
 from sweetspot.prompts import load_prompts
-from sweetspot.runner import StageFns, run
+from sweetspot.runner import run
 
 
 class Fakes:
@@ -23,6 +23,7 @@ class Fakes:
 
     def __init__(self):
         self.calls: list[tuple] = []
+        self.baselines: list[tuple[str, int]] = []
         self.fail: str | None = None
 
     def sample(self, stage: Path, cfg):
@@ -85,15 +86,23 @@ class Fakes:
         (Path(out_dir) / "summary.json").write_text(json.dumps(summary))
         return summary
 
-    def fns(self) -> StageFns:
-        return StageFns(
-            load_prompts=load_prompts,
-            sample=self.sample,
-            score=self.score,
-            pair=self.pair,
-            train=self.train,
-            evaluate=self.evaluate,
-        )
+    def baseline(self, baseline, prompts, cache_root, cfg):
+        self.baselines.append((str(baseline), len(self.calls)))  # after how many stage calls
+        Path(cache_root).mkdir(parents=True, exist_ok=True)
+        (Path(cache_root) / "outputs.txt").write_text(f"{baseline}|{cfg.temperature}")
+        return {"n_prompts": pq.read_table(prompts).num_rows}
+
+    def fns(self) -> dict:
+        """The stand-ins, by stage name (``run(..., fns=...)``)."""
+        return {
+            "prompts": load_prompts,
+            "sample": self.sample,
+            "score": self.score,
+            "pair": self.pair,
+            "train": self.train,
+            "evaluate": self.evaluate,
+            "baseline": self.baseline,
+        }
 
     def names(self) -> list[str]:
         return [f"{c[1]}/{c[0]}" for c in self.calls]
@@ -139,6 +148,7 @@ def test_two_rounds_wire_policies_and_reference(tmp_path):
     assert [(c[2], c[3]) for c in trains] == [(policy0, None), (model0, policy0)]
     evals = [c for c in f.calls if c[0] == "evaluate"]
     assert [c[3] for c in evals] == [policy0, policy0]  # always against the starting policy
+    assert f.baselines == [(policy0, 0)]  # its responses: once, before any stage of a round
     # prompts: the shipped set's train split for sampling, its eval split for evaluation
     train_p = pq.read_table(tmp_path / "round-0" / "prompts.parquet")
     eval_p = pq.read_table(tmp_path / "eval_prompts.parquet")

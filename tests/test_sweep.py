@@ -5,16 +5,18 @@ report's figures, and that the pool of a smaller n is what a run with that n dra
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from rich.console import Console
 from test_runner_loop import Fakes
 
 from sweetspot.errors import InputError
-from sweetspot.sweep import SweepConfig, run_sweep
+from sweetspot.sweep import CellsFailed, SweepConfig, run_sweep
 
 
 def sweep_config(**over) -> SweepConfig:
@@ -31,12 +33,36 @@ def sweep_config(**over) -> SweepConfig:
     return SweepConfig.model_validate(data)
 
 
+BIG = {"n": [16, 32], "strategies": ["conventional", "sweet-spot"]}  # cells that all differ
+
+
 def cells_run(f: Fakes) -> list[str]:
     return [c[1] for c in f.calls if c[0] in ("train",)]
 
 
 class SweepFakes(Fakes):
-    """Trainer and evaluator that say which cell they ran (the loop's fakes key on folders)."""
+    """Trainer and evaluator that say which cell they ran (the loop's fakes key on folders), and
+    rewards with a long lower tail (log of a uniform), so that the response nearest mu-2sigma is
+    not always the minimum, as it is for uniform rewards (whose mu-2sigma lies below them all)."""
+
+    def score(self, stage: Path, cfg):
+        import hashlib
+
+        import pyarrow as pa
+
+        self.calls.append(("score", stage.name))
+        s = pq.read_table(stage / "samples")
+
+        def bell(text: str) -> float:
+            h = hashlib.sha256(f"{text}{cfg.max_length}".encode()).hexdigest()
+            return float(np.log((int(h[:12], 16) + 1) / 2**48))
+
+        rewards = [bell(t) for t in s.column("text").to_pylist()]
+        out = s.select(["prompt_id", "sample_idx"]).append_column("reward", pa.array(rewards))
+        out = out.append_column("reward_model", pa.array(["fake"] * len(rewards)))
+        (stage / "scores").mkdir(exist_ok=True)
+        pq.write_table(out, stage / "scores" / "part-00000.parquet")
+        return {}
 
     def train(self, pairs_path, model, out_dir, cfg, ref_model=None):
         cell = f"{Path(out_dir).parent.parent.name}/{Path(out_dir).parent.name}"
@@ -67,55 +93,81 @@ class SweepFakes(Fakes):
 
 def test_every_cell_trains_and_evaluates_and_the_results_table_says_so(tmp_path):
     f = SweepFakes()
-    rows = run_sweep(sweep_config(), tmp_path, fns=f.fns())
+    rows = run_sweep(sweep_config(sweep=BIG), tmp_path, fns=f.fns())
     assert [c for c in f.calls if c[0] == "sample"] == [("sample", "pool", "start-model")]
-    assert sorted(cells_run(f)) == ["n-4/conventional", "n-4/sweet-spot", "n-8/conventional",
-                                    "n-8/sweet-spot"]  # fmt: skip
+    assert sorted(cells_run(f)) == ["n-16/conventional", "n-16/sweet-spot", "n-32/conventional",
+                                    "n-32/sweet-spot"]  # fmt: skip
     assert [(r["n"], r["strategy"]) for r in rows] == [
-        (4, "conventional"), (4, "sweet-spot"), (8, "conventional"), (8, "sweet-spot")
+        (16, "conventional"), (16, "sweet-spot"), (32, "conventional"), (32, "sweet-spot")
     ]  # fmt: skip
     for r in rows:
         assert r["pairs"] is not None and r["prompts"] == 6
         assert r["final_loss"] == 0.5 and r["reward_accuracy"] == 0.75
         assert r["win_rate"] == 50 + r["n"] + (5 if r["strategy"] == "sweet-spot" else 0)
-    # the pool of n = 4 is the first 4 samples: its cells' pairs index only those
-    pairs = pq.read_table(tmp_path / "n-4" / "pairs" / "conventional.parquet")
+    # the pool of n = 16 is the first 16 samples: its cells' pairs index only those
+    pairs = pq.read_table(tmp_path / "n-16" / "pairs" / "conventional.parquet")
     assert (
-        max(pairs.column("chosen_idx").to_pylist() + pairs.column("rejected_idx").to_pylist()) < 4
+        max(pairs.column("chosen_idx").to_pylist() + pairs.column("rejected_idx").to_pylist()) < 16
     )
     with open(tmp_path / "sweep.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
     assert len(table) == 4 and {"win_ci_low", "tokens_sampled", "dropped_zero_sigma"} <= set(
         table[0]
     )
-    assert int(table[0]["tokens_sampled"]) == 6 * 4 * 5  # 6 prompts x n = 4 x 5 tokens
+    assert int(table[0]["tokens_sampled"]) == 6 * 16 * 5  # 6 prompts x n = 16 x 5 tokens
     data = json.loads((tmp_path / "sweep.json").read_text())
-    assert data["n"] == [4, 8] and len(data["cells"]) == 4
+    assert data["n"] == [16, 32] and len(data["cells"]) == 4
 
 
 def test_a_killed_sweep_resumes_cell_by_cell_and_never_redoes_a_finished_one(tmp_path):
     f = SweepFakes()
-    f.fail = "n-8/conventional"
-    with pytest.raises(RuntimeError):
-        run_sweep(sweep_config(), tmp_path, fns=f.fns())
+    f.fail = "n-32/conventional"
+    with pytest.raises(CellsFailed, match="cell n-32/conventional/train failed"):
+        run_sweep(sweep_config(sweep=BIG), tmp_path, fns=f.fns())
     done = cells_run(f)[:-1]
-    assert done == ["n-4/conventional", "n-4/sweet-spot"]
+    assert done == ["n-16/conventional", "n-16/sweet-spot"]
     f2 = SweepFakes()
-    run_sweep(sweep_config(), tmp_path, fns=f2.fns())
-    assert cells_run(f2) == ["n-8/conventional", "n-8/sweet-spot"]  # only what was left
+    run_sweep(sweep_config(sweep=BIG), tmp_path, fns=f2.fns())
+    assert cells_run(f2) == ["n-32/conventional", "n-32/sweet-spot"]  # only what was left
     f3 = SweepFakes()
-    run_sweep(sweep_config(), tmp_path, fns=f3.fns())
+    run_sweep(sweep_config(sweep=BIG), tmp_path, fns=f3.fns())
     assert f3.calls == []  # everything finished: nothing runs
 
 
 def test_adding_a_strategy_or_an_n_only_adds_cells(tmp_path):
-    run_sweep(sweep_config(), tmp_path, fns=SweepFakes().fns())
+    run_sweep(sweep_config(sweep=BIG), tmp_path, fns=SweepFakes().fns())
     f = SweepFakes()
-    cfg = sweep_config(sweep={"n": [4, 8], "strategies": ["conventional", "sweet-spot",
-                                                            "mu+2sigma:mu-2sigma"]})  # fmt: skip
+    cfg = sweep_config(sweep={**BIG, "strategies": ["conventional", "sweet-spot", "max:mu"]})
     run_sweep(cfg, tmp_path, fns=f.fns())
-    assert sorted(cells_run(f)) == ["n-4/mu+2sigma_vs_mu-2sigma", "n-8/mu+2sigma_vs_mu-2sigma"]
+    assert sorted(cells_run(f)) == ["n-16/max_vs_mu", "n-32/max_vs_mu"]
     assert not (tmp_path / "superseded").exists()
+
+
+def test_cells_with_identical_pairs_train_and_evaluate_once(tmp_path):
+    """At n = 4 and 8 the fake pools' minimum is always nearest mu-2sigma: conventional and
+    sweet-spot pick the same pairs, so sweet-spot shares conventional's model and verdict."""
+    f = SweepFakes()
+    buf = io.StringIO()
+    rows = run_sweep(sweep_config(), tmp_path, fns=f.fns(), console=Console(file=buf, width=200))
+    same = [pq.read_table(tmp_path / "n-8" / "pairs" / f"{s}.parquet") for s in
+            ("conventional", "sweet-spot")]  # fmt: skip
+    assert (
+        same[0]
+        .select(["prompt", "chosen", "rejected"])
+        .equals(same[1].select(["prompt", "chosen", "rejected"]))
+    )
+    assert cells_run(f) == ["n-4/conventional", "n-8/conventional"]
+    assert [c[1] for c in f.calls if c[0] == "evaluate"] == ["n-4/conventional",
+                                                              "n-8/conventional"]  # fmt: skip
+    by = {(r["n"], r["strategy"]): r for r in rows}
+    assert by[(8, "sweet-spot")]["shares_result_of"] == "n-8/conventional"
+    assert by[(8, "sweet-spot")]["win_rate"] == by[(8, "conventional")]["win_rate"] == 58.0
+    assert by[(8, "conventional")]["shares_result_of"] is None
+    assert "sweet-spot (= n-8/conventional: same pairs)" in buf.getvalue()
+    assert not (tmp_path / "n-8" / "sweet-spot" / "model").exists()
+    f2 = SweepFakes()
+    run_sweep(sweep_config(), tmp_path, fns=f2.fns())
+    assert f2.calls == []
 
 
 def test_stats_only_matches_hand_computed_pools(tmp_path):

@@ -25,7 +25,7 @@ from sweetspot.commands import sample as _sample
 from sweetspot.commands import score as _score
 from sweetspot.commands import sweep as _sweep
 from sweetspot.commands import train as _train
-from sweetspot.errors import InputError
+from sweetspot.errors import InputError, StageFailed
 
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -138,6 +138,11 @@ def main(argv: list[str] | None = None) -> None:
         # escaped: messages hold brackets ("pip install 'sweetspot[openai]'", list values)
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         sys.exit(2)
+    except StageFailed as e:
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]failed:[/] {escape(str(e))}", highlight=False)
+        sys.exit(1)
     except KeyboardInterrupt as e:
         sys.exit(_interrupted(isinstance(e, Terminated)))
     except Interrupted as e:

@@ -111,8 +111,13 @@ def compare(run_dir: Path, n: int, rows: list[dict]) -> dict[str, Any]:
         }
     cells = {r["strategy"]: r for r in rows if r["n"] == n}
     out["cells"] = cells
-    a = _policy_rewards(EVALUATE.path(folder / "sweet-spot", "eval"))
-    b = _policy_rewards(EVALUATE.path(folder / "conventional", "eval"))
+
+    def eval_dir(strategy: str) -> Path:  # a cell that shares another's pairs shares its verdict
+        shared = (cells.get(strategy) or {}).get("shares_result_of")
+        return EVALUATE.path(run_dir / shared if shared else folder / strategy, "eval")
+
+    a = _policy_rewards(eval_dir("sweet-spot"))
+    b = _policy_rewards(eval_dir("conventional"))
     common = sorted(set(a) & set(b))
     if common:
         prefs = preferences(np.array([a[p] for p in common]), np.array([b[p] for p in common]))
@@ -181,7 +186,9 @@ def comparison_panel(cmp: dict[str, Any], judge_note: str | None) -> Panel:
     return Panel("\n".join(lines), title="what the demo shows", border_style="green")
 
 
-def run_demo(out: str | Path, fast: bool = False, console: Console | None = None) -> dict:
+def run_demo(
+    out: str | Path, fast: bool = False, console: Console | None = None, fns: dict | None = None
+) -> dict:
     """Run the demo into ``out``; print the comparison and the report's path; return them."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -207,12 +214,13 @@ def run_demo(out: str | Path, fast: bool = False, console: Console | None = None
     from sweetspot.report import write_report
     from sweetspot.sweep import run_sweep
 
-    rows = run_sweep(cfg, out, console=console)
+    rows = run_sweep(cfg, out, console=console, fns=fns)
     with console.status("writing the report"):
         report = write_report(out)
     cmp = compare(out, n, rows)
     note = None
-    ev_summary = out / f"n-{n}" / "sweet-spot" / "eval" / "summary.json"
+    sweet = cmp["cells"].get("sweet-spot") or {}
+    ev_summary = out / (sweet.get("shares_result_of") or f"n-{n}/sweet-spot") / "eval/summary.json"
     if ev_summary.exists():
         note = json.loads(ev_summary.read_text(encoding="utf-8")).get("note")
     console.print(comparison_panel(cmp, note))

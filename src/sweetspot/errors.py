@@ -31,6 +31,12 @@ class InputError(Exception):
         return f"{', '.join(where)}: {self.message}" if where else self.message
 
 
+class StageFailed(RuntimeError):
+    """Work failed for a reason that is not bad input (a crashed training, a failed sweep cell):
+    the command line prints the message without a traceback and exits with 1; what finished is
+    kept and the same command resumes."""
+
+
 class ConfigError(InputError):
     """A bad option or configuration value."""
 

@@ -21,10 +21,13 @@ MESSAGES_TYPE = pa.list_(MESSAGE_TYPE)
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, sync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     A reader never sees a half-written file, and a killed writer leaves at most a ``.tmp-*`` file.
+    With ``sync`` (the default) the write is durable before it is trusted: the file's bytes reach
+    the disk before the rename, and the folder's entry after it, so a power cut leaves either the
+    old file or the whole new one, never a renamed but empty one.
     The file gets the permissions of any new file of the user (``0666`` less the umask, so
     usually ``0644``): the temporary file is created empty with that mode before the block runs.
     """
@@ -33,10 +36,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = _create_temp(path)
     try:
         yield tmp
+        if sync:
+            fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if sync:
+        fsync_path(path.parent)
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's or a folder's data to the disk (a folder: its entries, after a rename)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _create_temp(path: Path) -> Path:
@@ -58,11 +74,8 @@ def write_bytes_atomic(
 ) -> None:
     """Write ``data`` to ``path`` atomically; with ``sync`` the bytes reach the disk before the
     rename, so a crash of the machine never leaves a renamed but empty file."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, sync=sync) as tmp, open(tmp, "wb") as f:
         f.write(data)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -4,7 +4,8 @@ A run is a sequence of named stages (``prompts``, ``round-0/sample``, ...). Each
 ``RUN_DIR/manifest.json`` with
 
 - its *key*: the values of the config fields that define its output (``StageSpec.key``;
-  execution settings such as batch size, device, executor or workers are not in it);
+  execution settings such as batch size, device, executor or workers are not in it), compared
+  with ``StageSpec.changed``;
 - the stages it reads (their *epoch*, which changes only when their outputs are replaced, and
   the digest of their outputs) and its outside inputs (a prompt file, a model folder);
 - the digest of its outputs, with each file's size, modification time and digest, so a rerun
@@ -40,6 +41,7 @@ from sweetspot.aside import move_aside
 from sweetspot.errors import InputError
 from sweetspot.fingerprint import fingerprint_files, hash_json
 from sweetspot.io import write_json_atomic
+from sweetspot.stages import StageSpec, compare_keys
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 2
@@ -131,6 +133,9 @@ class Stage:
     """Key fields whose growth extends the outputs in place (a larger ``n``, more strategies)."""
     recorded: Callable[[Path, int], str | None] | None = None
     """Digest of an output file recorded when it was written (shard completion records)."""
+    spec: StageSpec | None = None
+    """The stage's declaration: an old record's key is re-read by it (a field that became an
+    execution setting drops out), so folders made by an older release keep matching."""
 
 
 @dataclass
@@ -163,24 +168,6 @@ def _upstream_refs(stage: Stage, manifest: Manifest) -> dict[str, dict | None]:
             digest = hash_json(part) if part else None
         refs[item] = {"epoch": e.get("epoch"), "outputs": digest}
     return refs
-
-
-def _changed_fields(old: dict, new: dict, growable: tuple[str, ...]) -> tuple[list[str], list]:
-    """(key fields changed, growable fields that grew)."""
-    changed, grew = [], []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if a == b:
-            continue
-        numbers = isinstance(a, (int, float)) and isinstance(b, (int, float))
-        superset = (
-            isinstance(a, list) and isinstance(b, list) and set(map(str, a)) <= set(map(str, b))
-        )
-        if k in growable and ((numbers and b > a) or superset):
-            grew.append(k)
-        else:
-            changed.append(k)
-    return changed, grew
 
 
 def _show(v: Any) -> str:
@@ -234,7 +221,11 @@ def prepare_stage(stage: Stage, manifest: Manifest, force: bool = False) -> Prep
             reason = "resumed (outputs found without a record)"
         epoch = None
     else:
-        changed, grew = _changed_fields(entry.get("key") or {}, stage.key, stage.growable)
+        old_key = entry.get("key") or {}
+        if stage.spec is not None:  # re-read the old key by today's declaration
+            changed, grew = stage.spec.changed(old_key, stage.key, stage.growable)
+        else:
+            changed, grew = compare_keys(old_key, stage.key, stage.growable)
         ext_old = entry.get("external") or {}
         ext_changed = [k for k in sorted(set(ext_old) | set(stage.external))
                        if ext_old.get(k) != stage.external.get(k)]  # fmt: skip
@@ -243,9 +234,12 @@ def prepare_stage(stage: Stage, manifest: Manifest, force: bool = False) -> Prep
         def ref(refs: dict, n: str, what: str) -> Any:
             return (refs.get(n) or {}).get(what)
 
-        # an upstream stage rebuilt to identical outputs changes nothing here
+        # an upstream stage rebuilt to identical outputs changes nothing here; one the record
+        # does not name was added to the graph by a later release
         up_changed = [
-            n for n in stage.upstream if ref(up_old, n, "outputs") != ref(upstream, n, "outputs")
+            n
+            for n in stage.upstream
+            if n in up_old and ref(up_old, n, "outputs") != ref(upstream, n, "outputs")
         ]
         up_replaced = [
             n for n in up_changed if ref(up_old, n, "epoch") != ref(upstream, n, "epoch")

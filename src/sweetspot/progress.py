@@ -8,9 +8,30 @@ ETA), since a live bar writes nothing useful to a file.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
+
+_SILENCED = [False]
+
+
+@contextlib.contextmanager
+def silenced(on: bool = True) -> Iterator[None]:
+    """No progress bar or progress line anywhere in the block (``sweetspot run --no-progress``:
+    every stage it runs, whatever its own setting)."""
+    before = _SILENCED[0]
+    _SILENCED[0] = before or on
+    try:
+        yield
+    finally:
+        _SILENCED[0] = before
+
+
+def progress_on(enabled: bool = True) -> bool:
+    """Whether progress shows: asked for, and not silenced."""
+    return enabled and not _SILENCED[0]
 
 
 def progress_bar(
@@ -40,7 +61,10 @@ def progress_bar(
     if remaining:
         columns.append(TimeRemainingColumn())
     return Progress(
-        *columns, console=console or Console(stderr=True), disable=not enabled, transient=False
+        *columns,
+        console=console or Console(stderr=True),
+        disable=not progress_on(enabled),
+        transient=False,
     )
 
 
@@ -79,7 +103,7 @@ class StageProgress:
         self.total_shards = total_shards
         self.unit = unit
         self.show_tokens = tokens
-        self.enabled = enabled
+        self.enabled = progress_on(enabled)
         self.console = console if console is not None else Console(stderr=True)
         self.live = bool(getattr(self.console, "is_terminal", False))
         self.items = self.tokens = self.shards = 0

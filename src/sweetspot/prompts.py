@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 from sweetspot.errors import InputError
 from sweetspot.ids import prompt_id, to_messages
 from sweetspot.io import MESSAGES_TYPE, read_jsonl_rows, read_table_file, write_table
+from sweetspot.stages import PROMPTS
 
-PROMPTS_FILE = "prompts.parquet"
+PROMPTS_FILE = PROMPTS.outputs["prompts"]  # the layout is the stage declaration's
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 # Tried in order when no field is given.
 DEFAULT_FIELDS = ("messages", "prompt", "instruction", "question", "chosen")

@@ -402,7 +402,9 @@ def test_run_pair_with_a_progress_bar(tmp_path):
     assert pq.read_table(tmp_path / "a" / "sweet-spot.parquet").equals(
         pq.read_table(tmp_path / "b" / "sweet-spot.parquet")
     )
-    assert "progress" not in PairConfig().pair_params()
+    from sweetspot.stages import PAIR
+
+    assert "progress" not in PAIR.key(PairConfig())
 
 
 def _error(path, **kw) -> InputError:

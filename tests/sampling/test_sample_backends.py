@@ -318,7 +318,9 @@ def test_plan_records_dtype_and_options():
     from sweetspot.sampling import SampleConfig
 
     hf = SampleConfig(model="m", backend="hf", device="cpu").plan_params()
-    assert (hf["dtype"], hf["sampling_options"], hf["batch_size"]) == ("float32", None, None)
+    assert (hf["dtype"], hf["sampling_options"]) == ("float32", {})
+    assert "batch_size" not in hf  # hf samples do not depend on it; ct2's do
+    assert SampleConfig(model="m", backend="ct2", batch_size=8).plan_params()["batch_size"] == 8
     assert SampleConfig(model="m", backend="hf", dtype="bf16").plan_params()["dtype"] == "bfloat16"
     v = SampleConfig(model="m", backend="vllm", sampling_options={"top_k": 5}).plan_params()
     assert (v["dtype"], v["sampling_options"]) == ("float32", {"top_k": 5})

@@ -10,6 +10,7 @@ config whose section for this stage is used); options on the command line win.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from sweetspot.cli_options import (
     option,
     split_kwargs,
 )
+from sweetspot.lock import folder_lock
 from sweetspot.stages import StageSpec
 
 # The run config's section for each stage (``--config run.yaml`` takes it from there).
@@ -55,11 +57,14 @@ def stage_command(
     names: dict[str, list[str]] | None = None,
     exclude: tuple[str, ...] = (),
     extra: list[inspect.Parameter] | None = None,
+    lock: Callable[[dict[str, Any]], Path | None] | None = None,
+    lock_beside: bool = False,
 ) -> Callable[..., Any]:
     """A typer command for ``spec``: ``io`` options first, then one option per config field
     (less ``exclude``), then ``--config``. ``body(make_cfg, **io_values)`` does the work;
     ``make_cfg(defaults)`` builds the config from the YAML and the options given, over
-    ``defaults``."""
+    ``defaults``. ``lock(io_values)`` names the folder the command writes: it is locked while
+    the command runs (``sweetspot.lock``; ``lock_beside`` for an output replaced whole)."""
     model = spec.config_model
     params, opts = model_options(model, exclude=exclude, names=names, execution=spec.execution)
     config_opt = option(
@@ -79,10 +84,19 @@ def stage_command(
         config_file = own.pop("config_file", None)
         base = _yaml_section(config_file, spec.name) if config_file else {}
         data = merge(base, given_values(opts, generated, _given))
-        body(  # make_cfg(defaults): the command's own defaults, under what the user gave
-            lambda defaults=None: build_config(model, merge(defaults or {}, data), opts),
-            _given=_given,
-            **own,
+        if "_config_file" in inspect.signature(body).parameters:
+            own["_config_file"] = config_file  # a body that reads other sections of the file
+        target = lock(own) if lock is not None else None
+        held = (
+            folder_lock(target, f"sweetspot {spec.name}", beside=lock_beside)
+            if target is not None
+            else contextlib.nullcontext()
         )
+        with held:
+            body(  # make_cfg(defaults): the command's own defaults, under what the user gave
+                lambda defaults=None: build_config(model, merge(defaults or {}, data), opts),
+                _given=_given,
+                **own,
+            )
 
     return make_command(run, all_params, name=spec.name, doc=doc)

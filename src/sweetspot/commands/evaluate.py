@@ -74,6 +74,7 @@ evaluate = stage_command(
         ),
     ],
     _body,
+    lock=lambda io: io["output"],
     doc="""Judge the trained policy against a baseline on held-out prompts.
 
 Generates one response per prompt from the policy and the baseline, judges each pair with a

@@ -51,6 +51,7 @@ pair = stage_command(
     ],
     _body,
     names={"strategies": ["--strategy", "-s"]},
+    lock=lambda io: io["output"] or (io["input"] if io["input"].is_dir() else None),
     doc="""Pick (chosen, rejected) pairs from each prompt's reward distribution.
 
 Writes OUTPUT/<strategy>.parquet (TRL conversational rows + provenance) and OUTPUT/<strategy>.json

@@ -33,7 +33,9 @@ def run(
     report: bool = typer.Option(
         True, "--report/--no-report", help="Write RUN_DIR/report.html at the end."
     ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Show progress bars (every stage)."
+    ),
 ) -> None:
     """Run sample -> score -> pair -> train -> evaluate for every round of CONFIG.
 
@@ -42,7 +44,8 @@ def run(
     their inputs and settings, and skipped on a rerun. Execution settings (batch size, device,
     executor, workers) never rerun a stage. When a setting that defines a stage's output changed,
     the run stops and names it; --force moves the old outputs aside and redoes the stage (and the
-    stages after it). Ends with a table per round: pairs kept, training loss, win rate.
+    stages after it). The folder is locked while the run goes on: a second command on it stops
+    and names the holder. Ends with a table per round: pairs kept, training loss, win rate.
     """
     from sweetspot.config import load_config
     from sweetspot.runner import run as run_loop

@@ -19,14 +19,30 @@ def _prompt_options():
     return PromptsConfig, params, opts
 
 
-def _body(make_cfg, *, _given: set[str], output: Path, **prompt_kwargs: Any) -> None:
+def _body(
+    make_cfg,
+    *,
+    _given: set[str],
+    _config_file: Path | None = None,
+    output: Path,
+    **prompt_kwargs: Any,
+) -> None:
     from sweetspot.config import resolve_prompt_source
     from sweetspot.prompts import load_prompts
     from sweetspot.quiet import quiet_hf
     from sweetspot.sampling import run_sampling
 
     model_cls, _, opts = _prompt_options()
-    pcfg = build_config(model_cls, given_values(opts, prompt_kwargs, _given), opts)
+    given = given_values(opts, prompt_kwargs, _given)
+    if _config_file is not None:  # a run config's prompts section, under what the user gave
+        from sweetspot.cli_options import merge
+        from sweetspot.config import _resolve_paths, read_yaml_mapping
+
+        data = _resolve_paths(read_yaml_mapping(_config_file), Path(_config_file).parent)
+        section = data.get("prompts")
+        if isinstance(section, dict):
+            given = merge({k: v for k, v in section.items() if k != "eval"}, given)
+    pcfg = build_config(model_cls, given, opts)
     cfg = make_cfg()  # a built-in model alias is resolved by the stage, on each worker
     source, split = resolve_prompt_source(pcfg.source, pcfg.split)
     table = load_prompts(
@@ -54,6 +70,7 @@ def _command():
         SAMPLE,
         io,
         _body,
+        lock=lambda io: io["output"],
         doc="""Sample N responses per prompt from a policy into Parquet shards under --output.
 
 Rerun the same command to resume: finished shards are kept. Rerun with a larger --n to sample

@@ -40,6 +40,7 @@ score = stage_command(
     ],
     _body,
     names={"reward": ["--reward", "-r"], "reward_model": ["--reward-model", "-m"]},
+    lock=lambda io: io["input"] if io["input"].is_dir() else None,
     doc="""Score every sample of a stage folder with a reward model, resumably.
 
 Writes INPUT/scores/part-*.parquet (prompt_id, sample_idx, reward, reward_model), one per

@@ -38,22 +38,26 @@ def sweep(
     report: bool = typer.Option(
         True, "--report/--no-report", help="Write SWEEP_DIR/report.html at the end."
     ),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Show progress bars (every stage)."
+    ),
 ) -> None:
     """Sample once at the largest n, score once, then per n and strategy: pairs, DPO, evaluation.
 
     The pool of a smaller n is the first n samples of each prompt (with per-sample seeds, exactly
     what a run with that n draws). Every cell trains from the same policy with the same recipe and
     seed and is judged against the same cached baseline outputs on the same held-out prompts. A
-    finished cell is never redone; an interrupted sweep resumes cell by cell. Ends with sweep.csv,
-    sweep.json, a table per cell and, in the report, the chosen x rejected heatmap per n, the win
-    rate against n, and the drift of the minimum against Blom's expectation.
+    finished cell is never redone; an interrupted sweep resumes cell by cell; cells whose pairs are
+    identical train once. The folder is locked while the sweep runs (one writer). Ends with
+    sweep.csv, sweep.json, a table per cell and, in the report, the chosen x rejected heatmap per
+    n, the win rate against n, and the drift of the minimum against Blom's expectation.
     """
     from sweetspot.sweep import load_sweep_config, run_sweep
 
     cfg = load_sweep_config(config)
     run_dir = output if output is not None else Path("runs") / Path(config).stem
     console = Console()
-    run_sweep(cfg, run_dir, console=console, force=force, stats_only=stats_only)
+    run_sweep(cfg, run_dir, console=console, force=force, stats_only=stats_only, progress=progress)
     if report:
         from sweetspot.report import write_report
 

@@ -104,6 +104,8 @@ train = stage_command(
         "per_device_train_batch_size": ["--per-device-train-batch-size", "--batch-size"],
         "gradient_accumulation_steps": ["--gradient-accumulation-steps", "--grad-accum"],
     },
+    lock=lambda io: io["output"],
+    lock_beside=True,
     doc=f"""Train the policy with DPO (TRL) on preference pairs.
 
 Options left out keep the preset's value (or the default); presets: {", ".join(preset_names())}.

@@ -67,6 +67,21 @@ class EvalConfig(BaseModel):
         "by later evaluations (default: OUTPUT/baseline-outputs). Not part of the results.",
     )
 
+    @classmethod
+    def refine_key(cls, key: dict[str, Any]) -> dict[str, Any]:
+        """The evaluation's key (``sweetspot.stages.EVALUATE``): of the options passed through
+        to the sampling backend and to the judge, only those that their own stages declare
+        output-defining (a batch size or a device changes no verdict)."""
+        from sweetspot.stages import SAMPLE, SCORE
+
+        if isinstance(key.get("backend_options"), dict):
+            key["backend_options"] = SAMPLE.key_subset(
+                key["backend_options"], backend=key.get("backend") or "hf"
+            )
+        if isinstance(key.get("judge_options"), dict):
+            key["judge_options"] = SCORE.key_subset(key["judge_options"], reward=key.get("judge"))
+        return key
+
 
 def make_eval_config(values: dict[str, Any]) -> EvalConfig:
     """Build an ``EvalConfig``; a bad field raises ``ConfigError`` naming it."""

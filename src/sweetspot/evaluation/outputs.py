@@ -6,9 +6,10 @@ A cache entry is a folder ``ROOT/<key>/`` holding ``key.json`` (the settings the
 ``n_tokens``, ``finish_reason``, ``seed``), each written atomically. The key hashes the model
 (a local folder's fingerprint, else its hub id or served name), the prompt ids in order, and the
 generation settings that change what is generated: backend, temperature, top_p,
-max_new_tokens, seed, dtype, and the backend options ``OUTPUT_OPTIONS``. Execution settings
-(batch size, device, concurrency) are not part of it. A changed setting makes a new entry; old
-entries are kept.
+max_new_tokens, seed, and the backend options that the sample stage declares output-defining
+(``sweetspot.stages.SAMPLE``: dtype, system prompt, chat template, ...). Execution settings
+(batch size, device, concurrency, speed-only engine options) are not part of it. A changed
+setting makes a new entry; old entries are kept.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from sweetspot.io import write_json_atomic
 from sweetspot.shards import shard_files, shard_path, write_shard_file
 
 KEY_FILE = "key.json"
-# Backend options that change the responses (not only how fast they come).
-OUTPUT_OPTIONS = ("dtype", "system_prompt", "chat_template", "base_url", "max_model_len")
 OUTPUTS_SCHEMA = pa.schema(
     [
         ("prompt_id", pa.string()),
@@ -52,7 +51,9 @@ def model_identity(model: str | Path) -> str:
 
 def generation_key(model: str | Path, prompt_ids: list[str], cfg: EvalConfig) -> dict[str, Any]:
     """The settings that determine the responses of ``model`` to ``prompt_ids`` under ``cfg``."""
-    opts = cfg.backend_options
+    from sweetspot.stages import SAMPLE
+
+    opts = SAMPLE.key_subset(cfg.backend_options, backend=cfg.backend)
     return {
         "model": model_identity(model),
         "prompt_ids": hash_json(list(prompt_ids)),
@@ -62,8 +63,8 @@ def generation_key(model: str | Path, prompt_ids: list[str], cfg: EvalConfig) ->
         "top_p": cfg.top_p,
         "max_new_tokens": cfg.max_new_tokens,
         "seed": cfg.seed,
-        "dtype": opts.get("dtype", "auto"),
-        **{k: opts[k] for k in OUTPUT_OPTIONS if k != "dtype" and opts.get(k) is not None},
+        "dtype": opts.pop("dtype", "auto"),
+        **{k: v for k, v in sorted(opts.items()) if v not in (None, {}, [])},
     }
 
 

@@ -185,24 +185,10 @@ def _evaluate(
                 "no reference output matches any prompt (by prompt_id or instruction)",
                 file=str(baseline),
             )
-    work = eval_dir / ".merged-policy"
     outputs_info: dict[str, Any] = {}
 
     def generate(side: str, model: str, root: Path, label: str) -> list[dict[str, Any]]:
-        key = generation_key(model, pids, cfg)
-        folder = cache_entry(root, key)
-        bar.phase(label, len(items))
-        try:
-            out, generated = generate_cached(
-                lambda: _model_path(model, work), items, seeds, cfg, folder, key, bar.advance
-            )
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        outputs_info[side] = {
-            "dir": str(folder),
-            "generated": generated,
-            "reused": len(items) - generated,
-        }
+        out, outputs_info[side] = _generate(model, items, seeds, cfg, root, eval_dir, bar, label)
         return out
 
     policy_out = generate(
@@ -310,6 +296,57 @@ def _evaluate(
         summary["alpaca_eval_export"] = str(path)
     write_json_atomic(eval_dir / SUMMARY_FILE, summary)
     return summary
+
+
+def _generate(
+    model: str,
+    items: list[tuple[str, list[dict[str, str]]]],
+    seeds: list[int],
+    cfg: EvalConfig,
+    root: Path,
+    workdir: Path,
+    bar: _Bar,
+    label: str,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``model``'s responses to ``items`` from (or into) its entry of the cache ``root``, and
+    where they are with how many were generated now."""
+    pids = [pid for pid, _ in items]
+    key = generation_key(model, pids, cfg)
+    folder = cache_entry(root, key)
+    work = workdir / ".merged-model"
+    bar.phase(label, len(items))
+    try:
+        out, generated = generate_cached(
+            lambda: _model_path(model, work), items, seeds, cfg, folder, key, bar.advance
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out, {"dir": str(folder), "generated": generated, "reused": len(items) - generated}
+
+
+def generate_baseline(
+    baseline: str | Path,
+    prompts: Any,
+    cache_root: str | Path,
+    cfg: EvalConfig,
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Generate the baseline's responses to the held-out ``prompts`` into the output cache
+    ``cache_root``, once, before any evaluation reads them (``evaluate`` with the same
+    ``cfg`` and ``baseline_cache=cache_root`` then generates no baseline response). A baseline
+    given as a file of reference outputs needs nothing. Returns what it did."""
+    from sweetspot.sampling.seeds import sample_seed
+
+    items = load_eval_prompts(prompts, cfg)
+    if is_outputs_file(baseline):
+        return {"n_prompts": len(items), "baseline_kind": "reference outputs"}
+    seeds = [sample_seed(cfg.seed, pid, 0) for pid, _ in items]
+    root = Path(cache_root)
+    name = Path(str(baseline)).name or str(baseline)
+    with _Bar(progress) as bar:
+        _, info = _generate(str(baseline), items, seeds, cfg, root, root, bar, f"baseline {name}")
+    return {"n_prompts": len(items), **info}
 
 
 def _judge_check(cfg: EvalConfig) -> None:

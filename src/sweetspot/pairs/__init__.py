@@ -14,7 +14,6 @@ from sweetspot.lazy import lazy_exports
 
 _WHERE = {
     "DROP_REASONS": "sweetspot.pairs.build",
-    "PAIR_PARAMS": "sweetspot.pairs.config",
     "PRESETS": "sweetspot.pairs.strategies",
     "PairBuilder": "sweetspot.pairs.build",
     "PairConfig": "sweetspot.pairs.config",
@@ -33,7 +32,6 @@ _WHERE = {
 
 __all__ = [
     "DROP_REASONS",
-    "PAIR_PARAMS",
     "PRESETS",
     "PairBuilder",
     "PairConfig",

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-# Options that change which pairs are written: the rest (format aside) only change how the stage
-# runs. ``format`` changes the files, not the pairs.
-PAIR_PARAMS = (
-    "strategies",
-    "ddof",
-    "margin",
-    "seed",
-    "exclude_truncated",
-    "format",
-    "columns",
-    "prompts",
-    "max_samples",
-)
 
 
 class PairConfig(BaseModel):
@@ -74,7 +60,3 @@ class PairConfig(BaseModel):
 
         parse_strategies(v)
         return v
-
-    def pair_params(self) -> dict[str, Any]:
-        """The options that define the stage's output (its key); ``progress`` is not one."""
-        return {k: getattr(self, k) for k in PAIR_PARAMS}

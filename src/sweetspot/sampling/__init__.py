@@ -12,7 +12,6 @@ from sweetspot.lazy import lazy_exports
 
 _WHERE = {
     "DEFAULT_SHARD_SIZE": "sweetspot.sampling.config",
-    "PLAN_PARAMS": "sweetspot.sampling.config",
     "SampleConfig": "sweetspot.sampling.config",
     "PLAN_FILE": "sweetspot.sampling.stage",
     "SAMPLES_DIR": "sweetspot.sampling.stage",

@@ -12,28 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from sweetspot.errors import ConfigError
+from sweetspot.errors import ConfigError, InputError
 
 DEFAULT_SHARD_SIZE = 64
 OPENAI_URL = "https://api.openai.com/v1"
-# Options that change what is sampled: a resumed or grown stage must keep them. ``dtype`` is
-# recorded resolved (``auto`` -> the dtype it means here); ``sampling_options`` and
-# ``batch_size`` are None where they do not matter (no extra options; every backend but ct2,
-# whose samples depend on how a shard is batched), so plans written before they existed match.
-PLAN_PARAMS = (
-    "model",
-    "backend",
-    "temperature",
-    "top_p",
-    "max_new_tokens",
-    "seed",
-    "system_prompt",
-    "chat_template",
-    "dtype",
-    "sampling_options",
-    "batch_size",
-)
-
 BUILTIN_BACKENDS = ("hf", "ct2", "vllm", "vllm-server", "openai")
 _LOCAL = ("hf", "ct2", "vllm", "vllm-server")  # backends that load the model from a folder
 _SERVED = ("openai", "vllm-server")
@@ -132,8 +114,9 @@ class SampleConfig(BaseModel):
     batch_size: int = Field(
         16,
         ge=1,
-        description="hf, ct2: sequences per generate call. ct2 only: part of what is sampled "
-        "(recorded; a resume must keep it).",
+        description="hf, ct2: sequences per generate call. hf: execution only (never changes "
+        "the samples). ct2: part of what is sampled (CTranslate2 draws per batch; a resume "
+        "must keep it).",
     )
     device: str = Field("auto", description="hf, ct2: cpu, cuda, cuda:1 or auto.")
     dtype: str = Field(
@@ -147,7 +130,11 @@ class SampleConfig(BaseModel):
     tensor_parallel_size: int = Field(1, ge=1, description="vllm, vllm-server: GPUs per engine.")
     engine_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Engine settings, passed through (they do not change what is sampled). "
+        description="Engine settings, passed through. Those that only change speed or memory "
+        "are execution settings (hf: attn_implementation; ct2: all of them; vllm, vllm-server: "
+        "gpu_memory_utilization, max_num_seqs, max_num_batched_tokens, enable_prefix_caching, "
+        "enable_chunked_prefill, enforce_eager, swap_space, cpu_offload_gb, block_size, ...); "
+        "the others (quantization, kv_cache_dtype, max_model_len) are part of what is sampled. "
         "vllm: vllm.LLM / EngineArgs fields (gpu_memory_utilization, max_model_len, "
         "enforce_eager, enable_prefix_caching, swap_space, max_num_seqs, ...). vllm-server: "
         "`vllm serve` flags (max_model_len=2048 -> --max-model-len 2048; true -> --flag; "
@@ -291,12 +278,35 @@ class SampleConfig(BaseModel):
             self._cache["dtype"] = _resolve_dtype(self)
         return self._cache["dtype"]
 
+    @classmethod
+    def refine_key(cls, key: dict[str, Any]) -> dict[str, Any]:
+        """The sample stage's key (``sweetspot.stages.SAMPLE``) as its backend reads it: a
+        ``batch_size`` that does not change the samples and the engine options that only change
+        speed (each backend declares them) are left out."""
+        from sweetspot.sampling.backends import backend_class
+
+        try:
+            backend = backend_class(key.get("backend") or "hf")
+        except InputError:
+            return key
+        if not getattr(backend, "batch_defines_output", False):
+            key.pop("batch_size", None)
+        if isinstance(key.get("engine_options"), dict):
+            fast = getattr(backend, "execution_engine_options", frozenset())
+            key["engine_options"] = {
+                k: v for k, v in key["engine_options"].items() if k not in fast
+            }
+        return key
+
     def plan_params(self) -> dict[str, Any]:
-        """The options that define what is sampled (kept fixed across resumes and growth)."""
-        params = {k: getattr(self, k) for k in PLAN_PARAMS}
+        """What defines the samples (the stage's key less n, which may grow, and the shard size,
+        fixed apart), with the dtype as resolved on this machine: kept across resumes."""
+        from sweetspot.stages import SAMPLE
+
+        params = SAMPLE.key(self)
+        for grows in (*SAMPLE.growable, "shard_size"):
+            params.pop(grows, None)
         params["dtype"] = self.resolved_dtype()
-        params["sampling_options"] = dict(self.sampling_options) or None
-        params["batch_size"] = self.batch_size if self.backend == "ct2" else None
         return params
 
     def generator_options(self) -> dict[str, Any]:
@@ -327,18 +337,6 @@ class SampleConfig(BaseModel):
         if attached:
             opts.pop("dtype", None)
         return opts
-
-
-def sample_key(cfg: SampleConfig) -> dict[str, Any]:
-    """What defines a sample stage's output, as configured (the run manifest's key; the stage's
-    own plan, ``sampling.json``, also checks the dtype ``auto`` resolved to on this machine):
-    the plan's options, n, and for ct2 the batch and shard sizes, which its samples depend on."""
-    key = {k: getattr(cfg, k) for k in PLAN_PARAMS}
-    key["sampling_options"] = dict(cfg.sampling_options) or None
-    key["batch_size"] = cfg.batch_size if cfg.backend == "ct2" else None
-    key["shard_size"] = cfg.shard_size if cfg.backend == "ct2" else None
-    key["n"] = cfg.n
-    return key
 
 
 def _default(field: str) -> Any:

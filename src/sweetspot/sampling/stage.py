@@ -34,14 +34,15 @@ import pyarrow.compute as pc
 
 from sweetspot.errors import InputError
 from sweetspot.executors import ShardJob, ShardOutput
-from sweetspot.sampling.config import DEFAULT_SHARD_SIZE, PLAN_PARAMS, SampleConfig
+from sweetspot.sampling.config import DEFAULT_SHARD_SIZE, SampleConfig
 from sweetspot.sampling.seeds import sample_seeds
+from sweetspot.stages import SAMPLE
 
-SAMPLES_DIR = "samples"
+SAMPLES_DIR = SAMPLE.outputs["samples"]  # the layout is the stage declaration's
 # Backends that load the policy from a folder or hub id (a built-in alias resolves to a folder).
 LOCAL_MODEL_BACKENDS = ("hf", "vllm", "ct2", "vllm-server")
-PLAN_FILE = "sampling.json"
-PROMPTS_FILE = "prompts.parquet"
+PLAN_FILE = SAMPLE.outputs["plan"]
+PROMPTS_FILE = SAMPLE.inputs["prompts"]
 SAMPLES_SCHEMA = pa.schema(
     [
         ("prompt_id", pa.string()),
@@ -52,10 +53,6 @@ SAMPLES_SCHEMA = pa.schema(
         ("seed", pa.int64()),
     ]
 )
-# What defines the samples, compared on every resume (``SampleConfig.plan_params``): the model's
-# dtype among them (a bf16 model samples other tokens than an fp32 one). Execution settings
-# (device, executor, workers, progress; batch size except for ct2) are never compared.
-OUTPUT_PARAMS = PLAN_PARAMS
 
 Progress = Callable[[int, int], None]
 
@@ -407,8 +404,9 @@ def _plan(
 ) -> tuple[dict[str, Any], bool]:
     """The stage's shard plan (``sampling.json``) for ``cfg``, and whether it must be written.
 
-    Checks that a resumed stage keeps what defines its samples (``OUTPUT_PARAMS``, the shard
-    size, the prompts) and adds a step when n grew; writes nothing. Execution settings such as
+    Checks that a resumed stage keeps what defines its samples (``SampleConfig.plan_params``:
+    the stage's key as declared in ``sweetspot.stages``, the dtype resolved; the shard size; the
+    prompts) and adds a step when n grew; writes nothing. Execution settings such as
     batch size, device or executor may change freely between attempts.
     """
     path = stage / PLAN_FILE
@@ -432,8 +430,12 @@ def _plan(
         old_params, steps = dict(plan["params"]), [int(s) for s in plan["steps"]]
     except (ValueError, KeyError, TypeError) as e:
         raise InputError(f"unreadable sampling plan ({e})", file=str(path)) from None
-    # A parameter an older plan did not record is taken as it is now (and recorded).
-    diff = [k for k in OUTPUT_PARAMS if k in old_params and old_params[k] != params[k]]
+    # A parameter an older plan did not record is taken as it is now (and recorded); one that
+    # is an execution setting now drops out of the old record too.
+    from sweetspot.stages import SAMPLE, compare_keys
+
+    old_params = SAMPLE.key(old_params)
+    diff, _ = compare_keys(old_params, params)
     if diff:
         changes = "; ".join(f"{k}: {old_params[k]!r} -> {params[k]!r}" for k in diff)
         raise InputError(
@@ -442,7 +444,7 @@ def _plan(
             file=str(path),
         )
     changed = False
-    if any(k not in old_params for k in OUTPUT_PARAMS):
+    if any(k not in old_params for k in params):
         plan["params"] = params | old_params
         changed = True
     if cfg.shard_size is not None and cfg.shard_size != plan["shard_size"]:

@@ -32,6 +32,7 @@ from sweetspot.io import read_table_file
 from sweetspot.scoring.backends import cache_key, get_scorer, identify_scorer, scorer_class
 from sweetspot.scoring.cache import RewardCache, text_sha
 from sweetspot.scoring.config import ScoreConfig
+from sweetspot.stages import SCORE
 
 SAMPLE_COLUMNS = ("prompt_id", "sample_idx", "text")
 _COUNTERS = ("scored", "tokens", "truncated", "doubled_bos_removed", "oom_retries")
@@ -57,7 +58,7 @@ def run_scoring(
 
     started = time.perf_counter()
     stage = Path(stage_dir)
-    samples_dir, scores_dir = stage / "samples", stage / "scores"
+    samples_dir, scores_dir = SCORE.path(stage, "samples"), SCORE.path(stage, "scores")
     cls = scorer_class(cfg.reward)  # unknown kinds and missing options fail before any reading
     opts = cfg.scorer_options()
     model_id, revision = identify_scorer(cfg.reward, **opts)

@@ -53,3 +53,22 @@ def load_pair_rows(path: str | Path) -> list[dict[str, Any]]:
     if not rows:
         raise InputError("pairs file has no rows: nothing to train on", file=str(path))
     return rows
+
+
+def pairs_digest(path: str | Path) -> str:
+    """A digest of what DPO trains on in a pairs file: its ``prompt``, ``chosen`` and
+    ``rejected`` columns (and ``pair_id`` where several pairs share a prompt), in order. Two
+    files with the same digest train the same model, whatever their provenance columns say."""
+    import hashlib
+
+    import pyarrow as pa
+
+    path = Path(path)
+    table = read_table_file(path)
+    cols = [c for c in (*PAIR_COLUMNS, "pair_id") if c in table.column_names]
+    h = hashlib.sha256()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.select(cols).schema) as writer:
+        writer.write_table(table.select(cols).combine_chunks())
+    h.update(sink.getvalue())
+    return h.hexdigest()[:16]

@@ -71,19 +71,56 @@ def launch_training(
     before = _mtime(summary_file)
     child_env = None if env is None else {**os.environ, **env}
     try:
-        proc = subprocess.run(cmd, check=False, env=child_env, timeout=timeout)
+        # its own process group: the launcher's workers end with it, whatever ends it
+        proc = subprocess.Popen(cmd, env=child_env, start_new_session=True)
     except FileNotFoundError:
         raise ConfigError(
             f"training launcher not found: {launcher[0]!r}", field="training_launcher"
         ) from None
-    after = _mtime(summary_file)
-    if proc.returncode != 0 or after is None or after == before:
+    try:
+        returncode = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        end_process_group(proc)
         raise TrainingLaunchError(
-            f"training under the launcher failed (exit code {proc.returncode}"
+            f"training under the launcher timed out after {timeout} s; the launcher and its "
+            "workers were stopped: " + " ".join(cmd)
+        ) from None
+    except BaseException:  # Ctrl-C, SIGTERM (raised as an exception by the command line)
+        end_process_group(proc)
+        raise
+    after = _mtime(summary_file)
+    if returncode != 0 or after is None or after == before:
+        raise TrainingLaunchError(
+            f"training under the launcher failed (exit code {returncode}"
             f"{'' if after is not None and after != before else ', no new ' + SUMMARY_FILE}): "
             + " ".join(cmd)
         )
     return json.loads(summary_file.read_text(encoding="utf-8"))
+
+
+def end_process_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """End ``proc`` and every process of its group (a launcher and the workers it started):
+    SIGTERM, then SIGKILL for what is left after ``grace_s`` seconds."""
+    import signal
+    import time
+
+    def signal_group(sig: int) -> bool:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+    if not signal_group(signal.SIGTERM):
+        proc.wait()
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not signal_group(0):
+            return
+        time.sleep(0.1)
+    signal_group(signal.SIGKILL)
+    proc.wait()
 
 
 def _mtime(path: Path) -> int | None:

@@ -14,7 +14,14 @@ from sweetspot.deps import require
 from sweetspot.errors import InputError
 from sweetspot.sampling.backends.base import Completion, Generator
 
-__all__ = ["Completion", "Generator", "available_generators", "get_generator", "register_generator"]
+__all__ = [
+    "Completion",
+    "Generator",
+    "available_generators",
+    "backend_class",
+    "get_generator",
+    "register_generator",
+]
 
 _REGISTRY: dict[str, Callable[..., Generator]] = {}
 _BUILTIN = {
@@ -44,11 +51,8 @@ def available_generators() -> list[str]:
     return sorted(set(_BUILTIN) | set(_REGISTRY))
 
 
-def get_generator(name: str, **opts: Any) -> Generator:
-    """Build the backend registered as ``name`` with its options.
-
-    An option the backend does not take is an InputError naming it (never dropped silently).
-    The backend gets an ``on_progress`` attribute (None) if it has none."""
+def backend_class(name: str) -> Callable[..., Generator]:
+    """The class registered as ``name`` (a built-in one is imported first)."""
     if name not in _REGISTRY and name in _BUILTIN:
         importlib.import_module(_BUILTIN[name])
     if name not in _REGISTRY:
@@ -56,7 +60,15 @@ def get_generator(name: str, **opts: Any) -> Generator:
             f"unknown backend {name!r}: use one of {', '.join(available_generators())}",
             field="backend",
         )
-    cls = _REGISTRY[name]
+    return _REGISTRY[name]
+
+
+def get_generator(name: str, **opts: Any) -> Generator:
+    """Build the backend registered as ``name`` with its options.
+
+    An option the backend does not take is an InputError naming it (never dropped silently).
+    The backend gets an ``on_progress`` attribute (None) if it has none."""
+    cls = backend_class(name)
     require(*getattr(cls, "requires", ()), what=f"the {name} backend")
     unknown = _unknown_options(cls, opts)
     if unknown:

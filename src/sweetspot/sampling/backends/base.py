@@ -45,6 +45,11 @@ class Generator(Protocol):
     #: Modules the backend imports (``sweetspot.deps``): ``get_generator`` checks them before
     #: building it and names the extra that installs them. Optional; absent means none.
     requires: tuple[str, ...]
+    #: Engine options that never change what is sampled (threads, memory, scheduling): left out
+    #: of the sample stage's key. Optional; absent means every engine option is part of it.
+    execution_engine_options: frozenset[str]
+    #: Whether ``batch_size`` changes the samples (ct2); otherwise it is an execution setting.
+    batch_defines_output: bool
 
     def generate(
         self, prompts: list[list[dict]], n: int, seeds: list[list[int]]

@@ -99,6 +99,10 @@ class CT2Generator:
     """CTranslate2 ``Generator``: int8 on CPU, a fresh seeded Generator per call."""
 
     name = "ct2"
+    #: engine options that only change speed (threads, queueing): never part of the key
+    execution_engine_options = frozenset(ENGINE_OPTIONS)
+    #: a shard's samples depend on how it is batched (CTranslate2 draws per batch)
+    batch_defines_output = True
     requires = ("ctranslate2", "transformers")
 
     def __init__(

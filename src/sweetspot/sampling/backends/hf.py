@@ -118,6 +118,8 @@ class HFGenerator:
     """transformers ``generate``: batched, left padding, per-sample seeds, fp32 on CPU."""
 
     name = "hf"
+    #: attention kernels compute the same distribution: execution only
+    execution_engine_options = frozenset(HF_ENGINE_OPTIONS)
     requires = ("torch", "transformers")
 
     def __init__(

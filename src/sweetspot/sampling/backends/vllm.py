@@ -44,6 +44,24 @@ from sweetspot.sampling.backends.base import (
 
 # sweetspot sets these itself (from its own options): engine_options may not.
 _OWN_ENGINE_ARGS = ("model", "dtype", "tensor_parallel_size", "trust_remote_code")
+# EngineArgs that change memory, scheduling or speed, never what a seeded request samples (the
+# rest, e.g. quantization, kv_cache_dtype or max_model_len, stay part of the stage's key).
+EXECUTION_ENGINE_ARGS = frozenset(
+    {
+        "gpu_memory_utilization",
+        "max_num_seqs",
+        "max_num_batched_tokens",
+        "enable_prefix_caching",
+        "enable_chunked_prefill",
+        "enforce_eager",
+        "swap_space",
+        "cpu_offload_gb",
+        "block_size",
+        "disable_log_stats",
+        "max_seq_len_to_capture",
+        "distributed_executor_backend",
+    }
+)
 _OWN_SAMPLING = ("n", "seed", "temperature", "top_p", "max_tokens")
 
 
@@ -84,6 +102,7 @@ class VLLMGenerator:
     """vLLM offline engine in this process, ``tensor_parallel_size`` GPUs per engine."""
 
     name = "vllm"
+    execution_engine_options = EXECUTION_ENGINE_ARGS
 
     def __init__(
         self,

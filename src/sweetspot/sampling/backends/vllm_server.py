@@ -34,7 +34,7 @@ from sweetspot.sampling.backends.server import (
     option_flags,
     server_command,
 )
-from sweetspot.sampling.backends.vllm import cpu_engine_defaults
+from sweetspot.sampling.backends.vllm import EXECUTION_ENGINE_ARGS, cpu_engine_defaults
 
 HOST = "127.0.0.1"
 _OWN_FLAGS = ("model", "dtype", "tensor_parallel_size", "trust_remote_code", "host", "port")
@@ -45,6 +45,7 @@ class VLLMServerGenerator(OpenAIGenerator):
     """A started (or attached) vLLM OpenAI server; one seeded request per sample."""
 
     name = "vllm-server"
+    execution_engine_options = EXECUTION_ENGINE_ARGS  # the same flags as `vllm serve` options
 
     def __init__(
         self,
