@@ -7,6 +7,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from sweetspot.commands.folder_options import (
+    folder_of,
+    folder_option,
+    force_option,
+    progress_option,
+    report_option,
+)
+
 
 def run(
     config: str = typer.Argument(
@@ -16,26 +24,10 @@ def run(
         "evaluation (see examples/ and docs/loop.md).",
         show_default=False,
     ),
-    output: Path = typer.Option(
-        None,
-        "--output",
-        "-o",
-        metavar="DIR",
-        help="Run folder it writes (default: runs/<config name>). Rerun with the same folder to "
-        "resume.",
-    ),
-    force: bool = typer.Option(
-        False,
-        "--force",
-        help="Redo stages whose settings changed: their old outputs are moved aside into "
-        "RUN_DIR/superseded/ (never deleted). Without it such a run stops and names the fields.",
-    ),
-    report: bool = typer.Option(
-        True, "--report/--no-report", help="Write RUN_DIR/report.html at the end."
-    ),
-    progress: bool = typer.Option(
-        True, "--progress/--no-progress", help="Show progress bars (every stage)."
-    ),
+    output: Path = folder_option("Run"),
+    force: bool = force_option(),
+    report: bool = report_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Run sample -> score -> pair -> train -> evaluate for every round of CONFIG.
 
@@ -51,7 +43,7 @@ def run(
     from sweetspot.runner import run as run_loop
 
     cfg = load_config(config)
-    run_dir = output if output is not None else Path("runs") / Path(config).stem
+    run_dir = folder_of(config, output)
     console = Console()
     result = run_loop(cfg, run_dir, console=console, force=force, progress=progress)
     if report:

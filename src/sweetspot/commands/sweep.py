@@ -7,6 +7,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from sweetspot.commands.folder_options import (
+    folder_of,
+    folder_option,
+    force_option,
+    progress_option,
+    report_option,
+)
+
 
 def sweep(
     config: str = typer.Argument(
@@ -16,31 +24,16 @@ def sweep(
         "see examples/sweep-*.yaml and docs/sweep.md.",
         show_default=False,
     ),
-    output: Path = typer.Option(
-        None,
-        "--output",
-        "-o",
-        metavar="DIR",
-        help="Sweep folder it writes (default: runs/<config name>). Rerun to resume.",
-    ),
+    output: Path = folder_option("Sweep"),
     stats_only: bool = typer.Option(
         False,
         "--stats-only",
         help="Pairs and statistics of every cell, no training: the data side of the paper in "
         "seconds once the pool is scored.",
     ),
-    force: bool = typer.Option(
-        False,
-        "--force",
-        help="Redo stages whose settings changed (old outputs moved into superseded/, never "
-        "deleted).",
-    ),
-    report: bool = typer.Option(
-        True, "--report/--no-report", help="Write SWEEP_DIR/report.html at the end."
-    ),
-    progress: bool = typer.Option(
-        True, "--progress/--no-progress", help="Show progress bars (every stage)."
-    ),
+    force: bool = force_option(),
+    report: bool = report_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Sample once at the largest n, score once, then per n and strategy: pairs, DPO, evaluation.
 
@@ -55,7 +48,7 @@ def sweep(
     from sweetspot.sweep import load_sweep_config, run_sweep
 
     cfg = load_sweep_config(config)
-    run_dir = output if output is not None else Path("runs") / Path(config).stem
+    run_dir = folder_of(config, output)
     console = Console()
     run_sweep(cfg, run_dir, console=console, force=force, stats_only=stats_only, progress=progress)
     if report:
