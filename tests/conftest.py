@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """One ``SWEETSPOT_CACHE`` per test session (converted models, ct2 folders), never the
+    user's ``~/.cache/sweetspot``; set in the environment so the commands a test starts use it."""
+    before = os.environ.get("SWEETSPOT_CACHE")
+    os.environ["SWEETSPOT_CACHE"] = str(tmp_path_factory.mktemp("sweetspot-cache"))
+    yield Path(os.environ["SWEETSPOT_CACHE"])
+    if before is None:
+        os.environ.pop("SWEETSPOT_CACHE", None)
+    else:
+        os.environ["SWEETSPOT_CACHE"] = before
 
 
 @pytest.fixture(scope="session", autouse=True)
