@@ -69,3 +69,48 @@ def sweetspot_bin():
         assert found, "the sweetspot console script is not installed (pip install -e .)"
         path = Path(found)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """The address of a small Ray cluster started for the tests that connect to one
+    (``ray_address``): the head runs in a process of its own (``ray.init`` there, so ending
+    that process ends exactly this cluster), shared by every such test of the session.
+
+    Token authentication is switched off for it (and for the drivers that connect), as on a
+    private test machine."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    script = (
+        "import ray, sys\n"
+        "ray.init(num_cpus=2, include_dashboard=False)\n"
+        "print(ray.get_runtime_context().gcs_address, flush=True)\n"
+        "sys.stdin.read()\n"  # until the tests are done
+        "ray.shutdown()\n"
+    )
+    before = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    head = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        address = head.stdout.readline().strip()
+        assert address, "the Ray head did not start"
+        yield address
+    finally:
+        head.stdin.close()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
+        if before is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = before
