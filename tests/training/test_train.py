@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -176,10 +177,16 @@ def test_cli_config_errors_exit_2(monkeypatch, pairs_file, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_settings_reach_trls_dpo_config(monkeypatch, pairs_file, tiny_lm_dir, tmp_path, capsys):
-    """What `sweetspot train` passes on is read off the DPOConfig and LoRA config TRL's
-    DPOTrainer holds once built, not off our own copy of the settings."""
+def test_cli_settings_reach_trls_dpo_config(monkeypatch, tiny_lm_dir, tmp_path, capsys):
+    """`sweetspot pair` then `sweetspot train` on its output, as a user runs them: what the
+    training passes on is read off the DPOConfig and LoRA config TRL's DPOTrainer holds once
+    built, not off our own copy of the settings."""
     import trl
+
+    pool = Path(__file__).resolve().parents[2] / "examples" / "data" / "scored_pool.jsonl"
+    assert _run_cli(monkeypatch, "pair", "-i", str(pool), "-s", "sweet-spot", "-o",
+                    str(tmp_path / "pairs")) == 0  # fmt: skip
+    pairs_file = tmp_path / "pairs" / "sweet-spot.parquet"
 
     seen = {}
     real_init = trl.DPOTrainer.__init__
@@ -213,7 +220,7 @@ def test_cli_settings_reach_trls_dpo_config(monkeypatch, pairs_file, tiny_lm_dir
     resolved = json.loads((out / "train_config.json").read_text())
     assert resolved["preset"] == "cpu-small" and resolved["global_batch"] == 4
     summary = json.loads((out / "train_summary.json").read_text())
-    assert summary["steps"] == 1 and summary["n_pairs"] == 4
+    assert summary["steps"] == 1 and summary["n_pairs"] == pq.read_metadata(pairs_file).num_rows
 
 
 def test_killed_training_leaves_no_finished_folder(pairs_file, tiny_lm_dir, tmp_path, monkeypatch):
