@@ -10,6 +10,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ray's token authentication off for the throwaway local clusters of the tests: a process that
+# started one instance with a token cannot later talk to a cluster started without (or with
+# another), so the whole session, and the commands it starts, use one mode (ray_cluster below).
+os.environ["RAY_AUTH_MODE"] = "disabled"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -77,8 +81,8 @@ def ray_cluster():
     (``ray_address``): the head runs in a process of its own (``ray.init`` there, so ending
     that process ends exactly this cluster), shared by every such test of the session.
 
-    Token authentication is switched off for it (and for the drivers that connect), as on a
-    private test machine."""
+    Token authentication is off for it and for the drivers that connect (set at the top of
+    this file)."""
     import subprocess
     import sys
 
@@ -90,8 +94,6 @@ def ray_cluster():
         "sys.stdin.read()\n"  # until the tests are done
         "ray.shutdown()\n"
     )
-    before = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
     head = subprocess.Popen(
         [sys.executable, "-c", script],
         stdin=subprocess.PIPE,
@@ -110,7 +112,3 @@ def ray_cluster():
         except subprocess.TimeoutExpired:
             head.kill()
             head.wait()
-        if before is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = before

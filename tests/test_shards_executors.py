@@ -345,7 +345,7 @@ def test_score_on_a_cluster_by_address_a_failing_reward_function_and_the_resume(
     )
     assert "Traceback" not in res.stderr
     kept = done_shards(remote / "scores")
-    assert 0 in kept and len(kept) < 3
+    assert len(kept) == 1  # the shard of the first call (Ray may hand the shards in any order)
     before = {i: shard_path(remote / "scores", i).read_bytes() for i in kept}
 
     (tmp_path / "crash").unlink()
