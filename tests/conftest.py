@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ray's token authentication off for the throwaway local clusters of the tests: a process that
+# started one instance with a token cannot later talk to a cluster started without (or with
+# another), so the whole session, and the commands it starts, use one mode (ray_cluster below).
+os.environ["RAY_AUTH_MODE"] = "disabled"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """One ``SWEETSPOT_CACHE`` per test session (converted models, ct2 folders), never the
+    user's ``~/.cache/sweetspot``; set in the environment so the commands a test starts use it."""
+    before = os.environ.get("SWEETSPOT_CACHE")
+    os.environ["SWEETSPOT_CACHE"] = str(tmp_path_factory.mktemp("sweetspot-cache"))
+    yield Path(os.environ["SWEETSPOT_CACHE"])
+    if before is None:
+        os.environ.pop("SWEETSPOT_CACHE", None)
+    else:
+        os.environ["SWEETSPOT_CACHE"] = before
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -55,3 +73,42 @@ def sweetspot_bin():
         assert found, "the sweetspot console script is not installed (pip install -e .)"
         path = Path(found)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """The address of a small Ray cluster started for the tests that connect to one
+    (``ray_address``): the head runs in a process of its own (``ray.init`` there, so ending
+    that process ends exactly this cluster), shared by every such test of the session.
+
+    Token authentication is off for it and for the drivers that connect (set at the top of
+    this file)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    script = (
+        "import ray, sys\n"
+        "ray.init(num_cpus=2, include_dashboard=False)\n"
+        "print(ray.get_runtime_context().gcs_address, flush=True)\n"
+        "sys.stdin.read()\n"  # until the tests are done
+        "ray.shutdown()\n"
+    )
+    head = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        address = head.stdout.readline().strip()
+        assert address, "the Ray head did not start"
+        yield address
+    finally:
+        head.stdin.close()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()

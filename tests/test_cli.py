@@ -1,13 +1,11 @@
-"""The installed ``sweetspot`` console script as a user meets it: usage errors, help, exit codes,
-and Ctrl-C / SIGTERM to a running stage (real signals to a child process)."""
+"""The installed ``sweetspot`` console script as a user meets it: usage errors, help, exit codes
+(signals to a running command: tests/test_signals.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -55,70 +53,10 @@ def test_help_of_every_command(sweetspot_bin, command):
     assert f"Usage: sweetspot {command}" in text
     for bad in ("<bool>", "<list[str]>", "{config}", "SPEC §", "<path>"):
         assert bad not in text, f"{bad} in `sweetspot {command} --help`"
-
-
-def test_one_output_convention(sweetspot_bin):
-    """-o/--output is what every command writes; --out is gone."""
-    for command in COMMANDS:
-        text = _run(sweetspot_bin, command, "--help").stdout
-        assert "--out " not in text
-        if command not in ("score",):
-            assert "-o, --output" in text, command
-
-
-def _slow_stage(tmp_path: Path) -> tuple[Path, Path]:
-    """A stage folder whose scoring function announces itself, then blocks."""
-    stage = tmp_path / "stage"
-    from test_score_helpers import make_stage
-
-    make_stage(stage, n=2)
-    started = tmp_path / "started"
-    fn = tmp_path / "slow.py"
-    fn.write_text(
-        "import pathlib, time\n"
-        f"def reward(prompts, responses):\n"
-        f"    pathlib.Path({str(started)!r}).write_text('x')\n"
-        "    time.sleep(120)\n"
-        "    return [0.0] * len(responses)\n"
-    )
-    return stage, fn
-
-
-@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"),
-                                             (signal.SIGTERM, 143, "terminated")])  # fmt: skip
-def test_signal_stops_with_its_exit_code_and_keeps_finished_work(
-    sweetspot_bin, tmp_path, sig, code, word
-):
-    stage, fn = _slow_stage(tmp_path)
-    proc = subprocess.Popen(
-        [
-            sweetspot_bin,
-            "score",
-            "-i",
-            str(stage),
-            "--reward",
-            "function",
-            "--function",
-            f"{fn}:reward",
-        ],  # fmt: skip
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 90
-    while not (tmp_path / "started").exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline, "the scoring function never started"
-        time.sleep(0.1)
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == code, err
-    assert f"{word}: finished shards and stages are kept" in err
-    assert "Traceback" not in err
-    # nothing was scored, nothing half-written is visible, the samples are untouched
-    assert not list(stage.glob("scores/part-*.parquet"))
-    assert len(list(stage.glob("samples/part-*.parquet"))) == 2
-    del out
+    # One output convention: -o/--output is what every command writes; --out is gone.
+    assert "--out " not in text
+    if command != "score":
+        assert "-o, --output" in text, command
 
 
 def test_strategies_take_comma_lists(sweetspot_bin, tmp_path):

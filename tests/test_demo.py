@@ -51,6 +51,29 @@ class DemoFakes(SweepFakes):
         return summary
 
 
+def _differing_rejected(scores: Path, n: int) -> int:
+    """On how many prompts max/min and max/μ−2σ reject different responses, from the pool's first
+    n rewards, by hand: min is the lowest reward, μ−2σ the reward nearest mean - 2 * population
+    sd; ties go to the lower sample index. (The fake rewards are distinct hashes: no drops.) At
+    n = 8 it is 0 whatever the rewards: z's squares sum to n, so when the lowest z is below -2 the
+    next one cannot be nearer to -2 — the paper's point about small n."""
+    import pyarrow.parquet as pq
+
+    rewards: dict[str, dict[int, float]] = {}
+    for row in pq.read_table(scores).to_pylist():
+        rewards.setdefault(row["prompt_id"], {})[row["sample_idx"]] = row["reward"]
+    count = 0
+    for r in rewards.values():
+        x = [r[k] for k in range(n)]
+        mu = sum(x) / n
+        sd = (sum((v - mu) ** 2 for v in x) / n) ** 0.5
+        lowest = min(range(n), key=lambda k: (x[k], k))
+        nearest = min(range(n), key=lambda k: (abs(x[k] - (mu - 2 * sd)), k))
+        count += lowest != nearest
+    assert len(rewards) == 8
+    return count
+
+
 def test_demo_ends_with_the_two_rules_side_by_side(tmp_path, monkeypatch):
     monkeypatch.setattr("sweetspot.smollm.smollm2_path", lambda: tmp_path / "smollm2")
     buf = io.StringIO()
@@ -58,11 +81,15 @@ def test_demo_ends_with_the_two_rules_side_by_side(tmp_path, monkeypatch):
                    fns=DemoFakes().fns())  # fmt: skip
     assert out["report"] == tmp_path / "demo" / "report.html" and out["report"].exists()
     cmp = out["comparison"]
-    # at n = 8 the response nearest mu-2sigma is the minimum on every prompt of the fake pool
-    # (a z below -2 needs n > 8): both rules build the same pairs, so they train one policy
-    assert cmp["n"] == 8 and cmp["prompts"] == 8 and cmp["differ"] == 0
+    # at n = 8 the response nearest mu-2sigma is the minimum on every prompt (see
+    # _differing_rejected): both rules build the same pairs, so they train one policy
+    differ = _differing_rejected(tmp_path / "demo" / "pool" / "scores", n=8)
+    assert (cmp["n"], cmp["prompts"], cmp["differ"]) == (8, 8, differ) == (8, 8, 0)
     text = buf.getvalue()
-    assert "reject a different response on 0 of 8 prompts" in text
+    assert (
+        "At n = 8, conventional (max/min) and sweet-spot (max/μ−2σ) reject a different response "
+        f"on {differ} of 8 prompts." in text
+    )
     assert "sweet-spot (= n-8/conventional: same pairs)" in text
     assert "conventional policy vs SmolLM2: 58.0% (95% CI 48.0-68.0%)" in text
     assert "sweet-spot policy vs SmolLM2: 58.0% (95% CI 48.0-68.0%)" in text

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sweetspot.config import parse_config
+from sweetspot.errors import InputError
 from sweetspot.manifest import StageChanged
 from sweetspot.pairs import run_pair
 from sweetspot.prompts import load_prompts
@@ -335,5 +336,7 @@ def test_training_on_several_strategies_concatenates_their_pairs_with_a_pair_id(
     assert ids[0] == f"{a.column('prompt_id')[0].as_py()}/sweet-spot"
     train = [c for c in f.calls if c[0] == "train"]
     assert train and result.rounds[0]["train"]["n_pairs"] == t.num_rows
-    with pytest.raises(Exception, match="two or more different strategies"):
+    with pytest.raises(InputError, match="two or more different strategies") as e:
         config(pairs={"strategies": ["sweet-spot"], "train_on": ["sweet-spot"]})
+    assert type(e.value) is InputError and e.value.field == "pairs"
+    assert "train_on as a list" in e.value.message

@@ -183,6 +183,8 @@ class Doubler:
     def __call__(self, job: ShardJob) -> ShardOutput:
         if job.spec.get("bad"):
             raise InputError("bad value", file=job.spec["input"], row=2, field="x")
+        if job.spec.get("crash"):
+            raise RuntimeError("disk on fire")
         t = pq.read_table(job.spec["input"])
         out = pa.table({"x": pa.array([2 * v for v in t.column("x").to_pylist()], pa.int64())})
         return ShardOutput(out, stats={"rows": out.num_rows}, meta={"pid": os.getpid()})
@@ -233,7 +235,10 @@ def test_gpus_per_worker():
     assert gpus_per_worker(2, wants_gpu=False, cluster_gpus=0) == 2.0
 
 
-def test_ray_workers_write_the_same_files_as_local(tmp_path, monkeypatch):
+def test_ray_workers_write_the_same_files_as_local(tmp_path, monkeypatch, ray_cluster):
+    """On a cluster given by its address (``ray_address``): the actors write the shards, byte for
+    byte those of the local executor; a worker's InputError and any other error reach the driver,
+    which leaves the cluster as it found it (connected and disconnected, the cluster running)."""
     ray = pytest.importorskip("ray")
     import sys
 
@@ -248,8 +253,9 @@ def test_ray_workers_write_the_same_files_as_local(tmp_path, monkeypatch):
 
     monkeypatch.setattr("sweetspot.executors.write_shard_file", driver_cannot_write)
     done: list[ShardResult] = []
-    run_shards(_jobs(tmp_path, remote), Doubler, executor="ray", on_done=done.append)
-    assert not ray.is_initialized()  # the executor shut down the instance it started
+    ray_run = dict(executor="ray", ray_address=ray_cluster)
+    run_shards(_jobs(tmp_path, remote), Doubler, on_done=done.append, **ray_run)
+    assert not ray.is_initialized()  # the driver disconnected
     assert sorted(r.job.index for r in done) == [0, 1, 2]
     assert {r.record.meta["pid"] for r in done} != {os.getpid()}  # written in the actors
     names = sorted(p.name for p in local.iterdir() if p.is_file())
@@ -264,6 +270,89 @@ def test_ray_workers_write_the_same_files_as_local(tmp_path, monkeypatch):
     bad = _jobs(tmp_path, tmp_path / "bad", k=1)
     bad = [ShardJob(0, bad[0].output, bad[0].spec | {"bad": True})]
     with pytest.raises(InputError, match="bad value") as e:
-        run_shards(bad, Doubler, executor="ray")
+        run_shards(bad, Doubler, **ray_run)
     assert (e.value.row, e.value.field) == (2, "x")
     assert not ray.is_initialized()
+
+    # Any other error in a worker: Ray's error, carrying the worker's; the shard finished before
+    # it is kept with its record, the failed one is not there, half-written or whole.
+    jobs = _jobs(tmp_path, tmp_path / "crash")
+    jobs[1] = ShardJob(1, jobs[1].output, jobs[1].spec | {"crash": True})
+    seen: list[int] = []
+    with pytest.raises(ray.exceptions.RayError) as e:
+        run_shards(jobs[:2], Doubler, on_done=lambda r: seen.append(r.job.index), **ray_run)
+    assert "RuntimeError: disk on fire" in str(e.value)
+    assert not isinstance(e.value, InputError)
+    assert not ray.is_initialized()
+    # (whether the driver heard of shard 0 before the failure depends on timing; its record
+    # on disk is what a resume reads)
+    assert seen in ([], [0]) and done_shards(tmp_path / "crash") == {0}
+    assert sorted(p.name for p in (tmp_path / "crash").iterdir()) == [".done", "part-00000.parquet"]
+    # the cluster is still there for the next command
+    run_shards(jobs[2:], Doubler, **ray_run)
+    assert done_shards(tmp_path / "crash") == {0, 2}
+
+
+CRASHING_REWARD = """\
+import pathlib
+
+CALLS = 0
+
+
+def reward(prompts, responses):
+    global CALLS
+    CALLS += 1
+    if CALLS > 1 and (pathlib.Path(__file__).parent / "crash").exists():
+        raise RuntimeError("reward server down")
+    return [float(len(r)) for r in responses]
+"""
+
+
+def test_score_on_a_cluster_by_address_a_failing_reward_function_and_the_resume(
+    tmp_path, ray_cluster, sweetspot_bin
+):
+    """`sweetspot score --executor ray --ray-address ADDR`, as a user runs it: the reward
+    function raises (a RuntimeError) in the worker on a later shard: the command stops with
+    exit 2 naming the function and its error (the function scorer reports the user's code as
+    bad input), the shard scored before is kept; the same command again, the function mended,
+    scores the rest, and the scores are those of a local run."""
+    import subprocess
+
+    from test_score_helpers import RESPONSES, write_prompts, write_samples
+
+    from sweetspot.scoring import ScoreConfig, run_scoring
+
+    (tmp_path / "reward.py").write_text(CRASHING_REWARD)
+    fn = f"{tmp_path / 'reward.py'}:reward"
+
+    def stage(path):
+        ids = write_prompts(path)
+        for s in range(3):
+            write_samples(path, s, [(p, s, RESPONSES[(i + 2 * s) % 6]) for i, p in enumerate(ids)])
+        return path
+
+    reference = stage(tmp_path / "local")
+    run_scoring(reference, ScoreConfig(reward="function", function=fn), show_progress=False)
+    remote = stage(tmp_path / "remote")
+    cmd = [sweetspot_bin, "score", "-i", str(remote), "--reward", "function", "--function", fn]
+    cmd += ["--executor", "ray", "--ray-address", ray_cluster]
+    (tmp_path / "crash").write_text("")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    assert (
+        f"error: field 'function': reward function {fn} raised RuntimeError: reward server down"
+        in res.stderr
+    )
+    assert "Traceback" not in res.stderr
+    kept = done_shards(remote / "scores")
+    assert len(kept) == 1  # the shard of the first call (Ray may hand the shards in any order)
+    before = {i: shard_path(remote / "scores", i).read_bytes() for i in kept}
+
+    (tmp_path / "crash").unlink()
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert {i: shard_path(remote / "scores", i).read_bytes() for i in kept} == before
+    assert done_shards(remote / "scores") == {0, 1, 2}
+    for i in range(3):
+        ref = pq.read_table(shard_path(reference / "scores", i))
+        assert pq.read_table(shard_path(remote / "scores", i)).equals(ref)

@@ -166,3 +166,105 @@ def test_summary_names_the_method():
     assert f"{s['lc_ci_separated_resamples']} of 100 bootstrap resamples" in s["lc_note"]
     balanced = summarize(*_design(40, 30, 40, 10), n_boot=100, seed=0)
     assert balanced["lc_ci_separated_resamples"] == 0 and balanced["lc_note"] is None
+
+
+# -- against an independent maximum-likelihood fit and bootstrap ------------------------------
+
+
+def _scipy_lc_fit(prefs: np.ndarray, lp: np.ndarray, lb: np.ndarray, ridge: float = 1e-3):
+    """The minimal GLM written out here: P(policy preferred) = sigmoid(b0 + b1 * tanh(d / sd(d))),
+    d = policy length - baseline length, sd with ddof 1; soft labels (ties 1/2); an L2 penalty
+    ridge / 2 * b1^2. Fitted by scipy's BFGS; returns (b0, b1)."""
+    from scipy.optimize import minimize, root
+
+    d = lp - lb
+    x = np.tanh(d / np.std(d, ddof=1))
+    y = prefs
+
+    def nll(w):
+        eta = w[0] + w[1] * x
+        # log sigmoid(eta) = -log(1 + e^-eta); log(1 - sigmoid(eta)) = -log(1 + e^eta)
+        value = np.sum(y * np.logaddexp(0, -eta) + (1 - y) * np.logaddexp(0, eta))
+        return value + ridge / 2 * w[1] ** 2
+
+    def grad(w):
+        p = 1 / (1 + np.exp(-(w[0] + w[1] * x)))
+        return np.array([np.sum(p - y), np.sum((p - y) * x) + ridge * w[1]])
+
+    def hess(w):
+        p = 1 / (1 + np.exp(-(w[0] + w[1] * x)))
+        v = p * (1 - p)
+        return np.array([[v.sum(), (v * x).sum()], [(v * x).sum(), (v * x * x).sum() + ridge]])
+
+    res = minimize(nll, np.zeros(2), jac=grad, hess=hess, method="trust-exact")
+    # Near the optimum the loss is flat to rounding, which stops the trust region early: solve
+    # the score equations (gradient = 0) from there.
+    res = root(grad, res.x, jac=hess, tol=1e-14)
+    assert np.max(np.abs(grad(res.x))) < 1e-9, res
+    return float(res.x[0]), float(res.x[1])
+
+
+def _continuous_case(seed: int, n: int, b0: float = 0.4, b1: float = 1.5):
+    """Lengths drawn from continuous distributions; preferences drawn from a logistic model in
+    the length difference, with a few ties."""
+    rng = np.random.default_rng(seed)
+    lp = rng.uniform(40, 900, size=n)
+    lb = rng.gamma(4.0, 80.0, size=n)
+    d = lp - lb
+    p = 1 / (1 + np.exp(-(b0 + b1 * np.tanh(d / d.std(ddof=1)))))
+    u = rng.uniform(size=n)
+    prefs = np.where(u < p, 1.0, 0.0)
+    prefs[rng.uniform(size=n) < 0.1] = 0.5
+    return prefs, lp, lb
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lc_is_the_maximum_likelihood_fit_on_continuous_lengths(seed):
+    prefs, lp, lb = _continuous_case(seed, n=80)
+    lc = length_controlled_win_rate(prefs, lp, lb)
+    assert lc["separated"] is None
+    b0, b1 = _scipy_lc_fit(prefs, lp, lb)
+    assert lc["intercept"] == pytest.approx(b0, abs=1e-6)
+    assert lc["length_coef"] == pytest.approx(b1, abs=1e-6)
+    assert lc["lc_win_rate"] == pytest.approx(100 / (1 + math.exp(-b0)), abs=1e-6)
+    # The length term matters here: the LC rate is not the raw one.
+    assert abs(lc["lc_win_rate"] - win_rate(prefs)) > 0.1
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """The q-th percentile by linear interpolation between order statistics (numpy's default),
+    written out."""
+    v = sorted(values)
+    pos = (len(v) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+@pytest.mark.parametrize(("seed", "n"), [(11, 40), (12, 12)])
+def test_bootstrap_interval_is_the_direct_computation(seed, n):
+    """Resample the prompts with the seeded generator, refit each resample with scipy, leave out
+    (and count) the resamples the linear program finds separated, take the 2.5 and 97.5
+    percentiles. At n = 12 some resamples are separated."""
+    from sweetspot.evaluation.winrate import bootstrap_lc_interval
+
+    prefs, lp, lb = _continuous_case(seed, n=n)
+    n_boot = 120
+    rng = np.random.default_rng(seed)
+    values, separated = [], 0
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, size=n)
+        d = lp[idx] - lb[idx]
+        if _separated_by_lp(prefs[idx], np.tanh(d / np.std(d, ddof=1))):
+            separated += 1
+            continue
+        b0, _ = _scipy_lc_fit(prefs[idx], lp[idx], lb[idx])
+        values.append(100 / (1 + math.exp(-b0)))
+    low, high, n_sep = bootstrap_lc_interval(prefs, lp, lb, n_boot=n_boot, seed=seed)
+    assert n_sep == separated
+    assert (separated > 0) == (n == 12)
+    assert low == pytest.approx(_percentile(values, 2.5), abs=1e-5)
+    assert high == pytest.approx(_percentile(values, 97.5), abs=1e-5)
+    s = summarize(prefs, lp, lb, n_boot=n_boot, seed=seed)
+    assert (s["lc_ci_low"], s["lc_ci_high"]) == (low, high)
+    assert s["lc_ci_separated_resamples"] == separated

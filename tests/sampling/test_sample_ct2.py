@@ -1,6 +1,7 @@
 """The ct2 backend (CTranslate2) on the tiny Llama: conversion and its cache, samples that repeat
-for the same call (the shard is the unit of reproducibility), a resumed shard identical to the
-fresh one, greedy with n > 1, finish reasons, progress, bad options."""
+for the same call (the shard is the unit of reproducibility) in this process and in another, on
+any thread count, a resumed shard identical to the fresh one, growing n, greedy with n > 1,
+finish reasons, progress, bad options."""
 
 from __future__ import annotations
 
@@ -106,13 +107,43 @@ def test_bad_options_are_named(tiny_lm_dir, ct2_cache, monkeypatch):
         get_generator("ct2", model=str(tiny_lm_dir), tensor_parallel_size=2)
 
 
-def test_resumed_shard_is_identical(tiny_lm_dir, ct2_cache, tmp_path, monkeypatch):
+def _cli_sample(out, prompts, model, n, *extra):
+    """`sweetspot sample --backend ct2` in a process of its own (the default thread count: the
+    machine's cores)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("sweetspot")
+    args = [str(exe), "sample", "--prompts", str(prompts), "--model", str(model), "--backend"]
+    args += ["ct2", "--n", str(n), "--shard-size", "2", "--batch-size", "6"]
+    args += ["--max-new-tokens", "8", "--no-progress", "-o", str(out), *extra]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    res = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+
+
+def _shard_bytes(stage) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((stage / "samples").glob("part-*.parquet"))}
+
+
+def test_repeats_across_processes_thread_counts_resume_and_growing_n(
+    tiny_lm_dir, ct2_cache, tmp_path, monkeypatch
+):
+    """The same shards from this process on one thread and from the installed command in
+    another process on the default thread count (every core); a shard lost there and redone
+    here on one thread; n grown from 3 to 5 in both: the n = 3 shards untouched, the new indices
+    in new shards, and both stages identical byte for byte. (Engine options are not part of the
+    plan: resuming under another thread count is allowed, so it must not change samples.)"""
+    import pyarrow.parquet as pq
+
     from sweetspot.sampling import SampleConfig, run_sampling
-    from sweetspot.shards import read_shards
 
     monkeypatch.setenv("SWEETSPOT_CACHE", str(ct2_cache))
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"question {i}"}) + "\n" for i in range(5)))
+
     cfg = SampleConfig(
         model=str(tiny_lm_dir),
         backend="ct2",
@@ -124,19 +155,40 @@ def test_resumed_shard_is_identical(tiny_lm_dir, ct2_cache, tmp_path, monkeypatc
         engine_options=["intra_threads=1"],  # KEY=VALUE strings, as the CLI gives them
     )
     assert cfg.engine_options == {"intra_threads": 1}
-    first = run_sampling(tmp_path / "st", cfg, prompts)
-    assert first["samples_total"] == 15
-    plan = json.loads((tmp_path / "st" / "sampling.json").read_text())
+
+    def here(stage, n):
+        return run_sampling(stage, cfg.model_copy(update={"n": n}), prompts)
+
+    a, b = tmp_path / "here", tmp_path / "there"
+    assert here(a, 3)["samples_total"] == 15
+    plan = json.loads((a / "sampling.json").read_text())
     assert (plan["params"]["dtype"], plan["params"]["batch_size"]) == ("int8", 6)
-    cols = ["prompt_id", "sample_idx", "text", "n_tokens", "finish_reason", "seed"]
-    before = read_shards(tmp_path / "st" / "samples", columns=cols)
-    (tmp_path / "st" / "samples" / "part-00001.parquet").unlink()  # a shard lost to a kill
-    again = run_sampling(tmp_path / "st", cfg, prompts)
+    assert "intra_threads" not in json.dumps(plan)
+    _cli_sample(b, prompts, tiny_lm_dir, 3)
+    first = _shard_bytes(a)
+    assert len(first) == 3 and _shard_bytes(b) == first
+    texts = pq.read_table(a / "samples")["text"].to_pylist()
+    assert len(set(texts)) > 10  # sampled, not greedy: a thread race would show
+
+    (b / "samples" / "part-00001.parquet").unlink()  # lost to a kill in the other process
+    again = here(b, 3)
     assert (again["shards_skipped"], again["shards_written"]) == (2, 1)
-    after = read_shards(tmp_path / "st" / "samples", columns=cols)
-    assert after.sort_by([("prompt_id", "ascending"), ("sample_idx", "ascending")]).equals(
-        before.sort_by([("prompt_id", "ascending"), ("sample_idx", "ascending")])
+    assert _shard_bytes(b) == first
+
+    grown = here(a, 5)
+    assert (grown["shards_skipped"], grown["shards_written"]) == (3, 3)
+    _cli_sample(b, prompts, tiny_lm_dir, 5)
+    after = _shard_bytes(a)
+    assert {k: after[k] for k in first} == first  # the n = 3 shards as they were
+    assert _shard_bytes(b) == after and len(after) == 6
+    new = pq.read_table(a / "samples", columns=["prompt_id", "sample_idx"]).to_pylist()
+    assert sorted((r["prompt_id"], r["sample_idx"]) for r in new) == sorted(
+        (p, k) for p in {r["prompt_id"] for r in new} for k in range(5)
     )
-    # the batch size is part of a ct2 plan: changing it on resume is refused
+    for name in sorted(after)[3:]:  # the new shards hold only the new indices
+        idx = pq.read_table(a / "samples" / name)["sample_idx"].to_pylist()
+        assert set(idx) == {3, 4}
+    # the batch size is part of a ct2 plan (a sample depends on its batch): changing it on
+    # resume is refused
     with pytest.raises(InputError, match="batch_size"):
-        run_sampling(tmp_path / "st", cfg.model_copy(update={"batch_size": 3}), prompts)
+        run_sampling(a, cfg.model_copy(update={"n": 5, "batch_size": 3}), prompts)

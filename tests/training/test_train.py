@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -69,19 +70,24 @@ def test_load_pairs_drops_provenance(pairs_file, tmp_path):
 
 def test_train_full_finetuning(pairs_file, tiny_lm_dir, tmp_path):
     out = tmp_path / "policy"
-    summary = train_dpo(pairs_file, tiny_lm_dir, out, _cfg(), progress=False)
-    assert summary["steps"] == 2 and summary["n_pairs"] == 4
+    summary = train_dpo(pairs_file, tiny_lm_dir, out, _cfg(max_steps=3), progress=False)
+    assert summary["steps"] == 3 and summary["n_pairs"] == 4
     assert summary["lora"] is False and summary["ref_model"] == "starting policy (copy)"
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "train_log.jsonl"} <= names
     assert {"train_config.json", "train_summary.json"} <= names
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     steps = [r for r in log if "loss" in r]
-    assert [r["step"] for r in steps] == [1, 2]
+    assert [r["step"] for r in steps] == [1, 2, 3]
     assert all("rewards/margins" in r and "rewards/accuracies" in r for r in steps)
-    # Identical chosen/rejected texts for every pair: one step of lr 1e-3 separates them.
+    # Identical chosen/rejected texts for every pair: steps of lr 1e-3 separate them.
     assert steps[-1]["rewards/margins"] > 0
-    assert summary["final"]["loss"] == pytest.approx(steps[-1]["loss"])
+    # The two losses of a run, named for what they are: the mean over steps and the last one.
+    losses = [r["loss"] for r in steps]
+    assert summary["train_loss_mean"] == pytest.approx(sum(losses) / 3, rel=1e-4)
+    assert summary["final_loss"] == pytest.approx(losses[-1]) and summary["final_step"] == 3
+    assert summary["final"]["loss"] == summary["final_loss"]
+    assert json.loads((out / "train_summary.json").read_text()) == summary
     resolved = json.loads((out / "train_config.json").read_text())
     assert resolved["beta"] == 0.1 and resolved["precision_effective"] == "fp32"
     assert resolved["global_batch"] == 2
@@ -171,17 +177,50 @@ def test_cli_config_errors_exit_2(monkeypatch, pairs_file, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_train_lora(monkeypatch, pairs_file, tiny_lm_dir, tmp_path, capsys):
+def test_cli_settings_reach_trls_dpo_config(monkeypatch, tiny_lm_dir, tmp_path, capsys):
+    """`sweetspot pair` then `sweetspot train` on its output, as a user runs them: what the
+    training passes on is read off the DPOConfig and LoRA config TRL's DPOTrainer holds once
+    built, not off our own copy of the settings."""
+    import trl
+
+    pool = Path(__file__).resolve().parents[2] / "examples" / "data" / "scored_pool.jsonl"
+    assert _run_cli(monkeypatch, "pair", "-i", str(pool), "-s", "sweet-spot", "-o",
+                    str(tmp_path / "pairs")) == 0  # fmt: skip
+    pairs_file = tmp_path / "pairs" / "sweet-spot.parquet"
+
+    seen = {}
+    real_init = trl.DPOTrainer.__init__
+
+    def capture(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        seen["args"], seen["peft"] = self.args, kwargs.get("peft_config")
+
+    monkeypatch.setattr(trl.DPOTrainer, "__init__", capture)
     out = tmp_path / "cli-policy"
     args = ["train", "--pairs", str(pairs_file), "--model", str(tiny_lm_dir), "--output", str(out)]
-    args += ["--preset", "cpu-small", "--max-steps", "1", "--max-length", "64", "--lora-r", "4"]
-    code = _run_cli(monkeypatch, *args)
-    assert code == 0
+    args += ["--preset", "cpu-small", "--max-steps", "1", "--max-length", "96", "--lora-r", "4"]
+    args += ["--beta", "0.25", "--lr", "5e-4", "--loss-type", "ipo", "--batch-size", "2"]
+    args += ["--grad-accum", "2", "--precompute-ref-log-probs", "--seed", "7"]
+    args += ["--scheduler", "constant", "--warmup-ratio", "0.25"]
+    assert _run_cli(monkeypatch, *args) == 0
     printed = capsys.readouterr().out
     assert "DPO training" in printed and "LoRA" in printed
+    dpo = seen["args"]
+    assert isinstance(dpo, trl.DPOConfig)
+    assert (dpo.beta, dpo.learning_rate, list(dpo.loss_type)) == (0.25, 5e-4, ["ipo"])
+    assert (dpo.max_length, dpo.max_steps, dpo.seed) == (96, 1, 7)
+    assert (dpo.per_device_train_batch_size, dpo.gradient_accumulation_steps) == (2, 2)
+    assert dpo.precompute_ref_log_probs is True
+    assert (dpo.lr_scheduler_type, dpo.warmup_steps) == ("constant", 0.25)
+    # on this CPU: fp32, no gradient checkpointing (TRL's defaults are bf16 and checkpointing)
+    assert (dpo.bf16, dpo.fp16, dpo.gradient_checkpointing) == (False, False, False)
+    # the preset's LoRA alpha, the rank given on the command line
+    assert (seen["peft"].r, seen["peft"].lora_alpha) == (4, 32)
+    assert set(seen["peft"].target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
     resolved = json.loads((out / "train_config.json").read_text())
-    assert resolved["preset"] == "cpu-small" and resolved["lora"]["r"] == 4
-    assert resolved["max_steps"] == 1 and resolved["lora"]["alpha"] == 32
+    assert resolved["preset"] == "cpu-small" and resolved["global_batch"] == 4
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 1 and summary["n_pairs"] == pq.read_metadata(pairs_file).num_rows
 
 
 def test_killed_training_leaves_no_finished_folder(pairs_file, tiny_lm_dir, tmp_path, monkeypatch):
@@ -220,16 +259,3 @@ def test_warmup_ratio_is_the_warmup_the_scheduler_uses(pairs_file, tiny_lm_dir, 
     assert sum(lr < peak for k, lr in lrs.items() if k <= warmup + 1) == warmup
     resolved = json.loads((out / "train_config.json").read_text())
     assert resolved["warmup_steps_effective"] == warmup and resolved["total_steps"] == total
-
-
-def test_summary_names_mean_and_final_loss(pairs_file, tiny_lm_dir, tmp_path):
-    out = tmp_path / "policy"
-    summary = train_dpo(pairs_file, tiny_lm_dir, out, _cfg(max_steps=3), progress=False)
-    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
-    losses = [r["loss"] for r in log if "loss" in r]
-    assert len(losses) == 3
-    assert summary["train_loss_mean"] == pytest.approx(sum(losses) / 3, rel=1e-4)
-    assert summary["final_loss"] == pytest.approx(losses[-1]) and summary["final_step"] == 3
-    assert summary["final"]["loss"] == summary["final_loss"]
-    saved = json.loads((out / "train_summary.json").read_text())
-    assert saved["train_loss_mean"] == summary["train_loss_mean"]

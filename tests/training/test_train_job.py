@@ -51,15 +51,21 @@ def _check_trained(out: Path, summary: dict, tiny_lm_dir: Path) -> None:
 
 
 def test_train_job_under_python(pairs_file, tiny_lm_dir, tmp_path):
+    # An earlier result in the output folder: the job trains over it (it overwrites), and the
+    # old folder is moved aside, never deleted.
     out = tmp_path / "round-0" / "model"
-    out.parent.mkdir()
+    out.mkdir(parents=True)
+    (out / "train_summary.json").write_text(json.dumps({"steps": 99}))
+    (out / "weights.txt").write_text("an earlier model")
     summary = launch_training([sys.executable], pairs_file, str(tiny_lm_dir), out, _cfg(), env=ENV)
     _check_trained(out, summary, tiny_lm_dir)
+    assert not (out / "weights.txt").exists()
     job = json.loads(job_file(out).read_text())
     assert job["out_dir"] == str(out) and job["cfg"]["max_steps"] == 2 and job["ref_model"] is None
-    # Retraining into the same folder (the job overwrites) gives a fresh summary.
-    again = launch_training([sys.executable], pairs_file, str(tiny_lm_dir), out, _cfg(), env=ENV)
-    assert again["steps"] == 2
+    (aside,) = (tmp_path / "round-0" / "superseded").iterdir()
+    assert aside.name.endswith("-model")
+    assert (aside / "model" / "weights.txt").read_text() == "an earlier model"
+    assert json.loads((aside / "model" / "train_summary.json").read_text()) == {"steps": 99}
 
 
 def test_train_job_under_accelerate_on_cpu(pairs_file, tiny_lm_dir, tmp_path):
