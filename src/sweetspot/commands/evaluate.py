@@ -83,6 +83,29 @@ rate (AlpacaEval's length GLM, see docs/evaluation.md) and mean lengths.
 )
 
 
+def _llm_judge_rows(table: Table, summary: dict[str, Any]) -> None:
+    """The pairwise judge's own rows: consistency of the two orders, unparsed replies, cost."""
+    pc = summary.get("position_consistency")
+    table.add_row(
+        "position consistency",
+        "—" if pc is None else f"{100 * pc:.1f}% of {summary['position_consistency_n']} prompts",
+    )
+    table.add_row(
+        "unparsed replies",
+        f"{summary['judge_unparsed']} of {summary['judge_judgments']}"
+        + (f" ({summary['n_unscored']} prompts unjudged)" if summary.get("n_unscored") else ""),
+    )
+    table.add_row(
+        "judge tokens (in / out)",
+        f"{summary['judge_prompt_tokens']:,} / {summary['judge_completion_tokens']:,}",
+    )
+    table.add_row(
+        "judge requests (cached)",
+        f"{summary['judge_requests']} ({summary['judge_cached']} cached), "
+        f"{summary['judge_seconds']:.1f} s",
+    )
+
+
 def print_summary(summary: dict[str, Any], folder: Path | None = None) -> None:
     """A rich table of an ``evaluate`` summary, with the judge's caveat below it."""
     table = Table(title=f"{summary['policy_name']} vs {summary['baseline_name']}")
@@ -110,6 +133,8 @@ def print_summary(summary: dict[str, Any], folder: Path | None = None) -> None:
         f"{summary['mean_len_policy']:.0f} vs {summary['mean_len_baseline']:.0f}",
     )
     table.add_row("judge", summary["judge"])
+    if summary.get("judge_kind") == "llm":
+        _llm_judge_rows(table, summary)
     console = Console()
     console.print(table)
     style = "bold yellow" if summary["judge_is_train_reward"] else "dim"
