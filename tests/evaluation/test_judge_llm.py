@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sweetspot.errors import InputError
 from sweetspot.evaluation import EvalConfig, evaluate
 from sweetspot.sampling.backends.server import free_port
 
@@ -289,3 +290,36 @@ def test_installed_command_error_paths(sweetspot_bin, tiny_lm_dir, prompts, tmp_
     no_model = [a for a in base if a not in ("--judge-model", JUDGE)]
     r = _run(sweetspot_bin, *no_model, env=env)
     assert r.returncode == 2 and "needs a model (--judge-model)" in r.stderr
+
+
+def test_judge_served_by_sweetspot(tiny_lm_dir, prompts, tmp_path):
+    # judge_serve starts the judge through the vllm-server machinery (here the stand-in
+    # `vllm serve`), judges with it and stops it.
+    exe = tmp_path / "bin" / "vllm"
+    exe.parent.mkdir()
+    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
+    exe.chmod(0o755)
+    judge_dir = tmp_path / "judge-model"
+    judge_dir.mkdir()
+    log = tmp_path / "server.log"
+    cfg = EvalConfig(
+        judge="llm",
+        judge_model=str(judge_dir),
+        judge_serve=True,
+        judge_options={"server_executable": str(exe), "server_log": str(log)},
+        max_new_tokens=12,
+        temperature=0.0,
+        bootstrap=0,
+    )
+    refs = _references(tmp_path, INSTRUCTIONS)
+    summary = evaluate(tiny_lm_dir, refs, prompts, tmp_path / "eval", cfg, progress=False)
+    assert summary["judge_requests"] == 12 and summary["judge_from_logprobs"] == 12
+    for row in _rows(tmp_path / "eval"):
+        first, second = _expected(row)
+        assert row["preference"] == pytest.approx((first + second) / 2)
+    assert f"serve {judge_dir}" in log.read_text()
+    # Without a vLLM to serve it with, or without the folder: an error before any work.
+    missing = cfg.model_copy(update={"judge_model": str(tmp_path / "no-such-folder")})
+    with pytest.raises(InputError, match="model folder does not exist"):
+        evaluate(tiny_lm_dir, refs, prompts, tmp_path / "eval2", missing, progress=False)
+    assert not (tmp_path / "eval2").exists()
