@@ -1,4 +1,5 @@
-"""`sweetspot evaluate`: the trained policy vs a baseline on held-out prompts, judged by reward."""
+"""`sweetspot evaluate`: the trained policy vs a baseline on held-out prompts, judged by a reward
+model or by a pairwise LLM judge."""
 
 from __future__ import annotations
 
@@ -77,8 +78,10 @@ evaluate = stage_command(
     doc="""Judge the trained policy against a baseline on held-out prompts.
 
 Generates one response per prompt from the policy and the baseline, judges each pair with a
-reward, and reports the win rate (ties count half, Wilson 95% interval), a length-controlled win
-rate (AlpacaEval's length GLM, see docs/evaluation.md) and mean lengths.
+reward or, with --judge llm, with an LLM served over the OpenAI protocol (both orders, averaged),
+and reports the win rate (ties count half, Wilson 95% interval), a length-controlled win rate
+(AlpacaEval's length GLM, see docs/evaluation.md) and mean lengths; for the LLM judge also
+position consistency, unparsed replies and the judge's tokens and time.
 """,
 )
 
