@@ -102,10 +102,12 @@ def _llm_judge_rows(table: Table, summary: dict[str, Any]) -> None:
         "judge tokens (in / out)",
         f"{summary['judge_prompt_tokens']:,} / {summary['judge_completion_tokens']:,}",
     )
+    start = summary.get("judge_start_seconds") or 0.0
     table.add_row(
         "judge requests (cached)",
         f"{summary['judge_requests']} ({summary['judge_cached']} cached), "
-        f"{summary['judge_seconds']:.1f} s",
+        f"{summary['judge_seconds']:.1f} s"
+        + (f" (+{start:.1f} s to start)" if start >= 0.1 else ""),
     )
 
 

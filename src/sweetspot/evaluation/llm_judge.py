@@ -255,12 +255,14 @@ def judge_pairs(
     cached = len(wanted & set(done))
     bar.phase(f"judge {cfg.judge_model}", len(wanted))
     bar.advance(cached)
-    start = time.monotonic()
-    requests = 0
+    run = {"judge_cached": cached, "judge_requests": 0, "judge_seconds": 0.0}
+    run["judge_start_seconds"] = 0.0  # connecting, or starting a server (--judge-serve)
     if cached < len(wanted):
         from sweetspot.sampling.backends.openai import RequestFailed
 
+        start = time.monotonic()
         with LLMJudge(cfg, template) as judge:
+            run["judge_start_seconds"] = time.monotonic() - start
             try:
                 judge.judge_all(ahead + behind, cache, done, bar.advance)
             except RequestFailed as e:
@@ -270,9 +272,9 @@ def judge_pairs(
                     field="judge_base_url",
                 ) from None
             finally:
-                requests = judge.requests
-    seconds = time.monotonic() - start
-    return summarize_judgments(cfg, ahead, behind, done, cache, cached, requests, seconds)
+                run["judge_requests"] = judge.requests
+                run["judge_seconds"] = time.monotonic() - start - run["judge_start_seconds"]
+    return summarize_judgments(cfg, ahead, behind, done, cache, run)
 
 
 def summarize_judgments(
@@ -281,11 +283,10 @@ def summarize_judgments(
     behind: list[Comparison],
     done: dict[str, dict[str, Any]],
     cache: JudgmentCache,
-    cached: int,
-    requests: int,
-    seconds: float,
+    run: dict[str, Any],
 ) -> Judged:
-    """Average the two orders per prompt; count consistency, unparsed replies and tokens."""
+    """Average the two orders per prompt; count consistency, unparsed replies and tokens.
+    ``run`` holds this evaluation's own counts (requests made, judgments cached, seconds)."""
     rows, prefs = [], []
     consistent = both = unparsed = 0
     first_shown: list[float] = []
@@ -323,11 +324,9 @@ def summarize_judgments(
         "judge_unparsed": unparsed,
         "judge_judgments": len(used),
         "judge_from_logprobs": sum(j["source"] == "logprobs" for j in judgments),
-        "judge_cached": cached,
-        "judge_requests": requests,
+        **run,
         "judge_prompt_tokens": sum(j["prompt_tokens"] for j in judgments),
         "judge_completion_tokens": sum(j["completion_tokens"] for j in judgments),
-        "judge_seconds": seconds,
         "judge_request_seconds": sum(j["seconds"] for j in judgments),
     }
     return Judged(np.asarray(prefs, dtype=np.float64), cfg.judge_model or "", rows, summary)
