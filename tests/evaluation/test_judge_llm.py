@@ -271,6 +271,7 @@ def test_installed_command_error_paths(sweetspot_bin, tiny_lm_dir, prompts, tmp_
         ([*base, "--judge-template", str(no_vars)], "lacks {instruction}"),
         ([*base, "--judge-template", str(tmp_path / "none.txt")], "cannot read the judge template"),
         ([*base, "--judge-serve"], "leave --judge-base-url unset"),
+        ([*base, "--judge-option", "server_python=py"], "server options need --judge-serve"),
         (
             [*base, "--judge-max-retries", "1", "--judge-concurrency", "1"],
             "the judge server failed after 1 retries",

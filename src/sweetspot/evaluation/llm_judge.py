@@ -34,6 +34,20 @@ from sweetspot.evaluation.outputs import model_identity
 from sweetspot.evaluation.verdict import logprob_verdict, parse_verdict
 
 TOP_LOGPROBS = 5
+# judge_options of the llm judge: the client's, and the vllm-server backend's when serving
+CLIENT_OPTIONS = ("backoff_s",)
+SERVER_OPTIONS = (
+    "server_python",
+    "server_executable",
+    "server_port",
+    "server_startup_timeout_s",
+    "server_env",
+    "server_log",
+    "dtype",
+    "trust_remote_code",
+    "tensor_parallel_size",
+    "engine_options",
+)
 RETRY_TEMPERATURE = 1.0  # the second ask of an unparsed reply samples, so it can differ
 
 
@@ -77,6 +91,15 @@ def check_llm_judge(cfg: EvalConfig) -> JudgeTemplate:
         raise ConfigError(
             "--judge-serve starts the judge's own server: leave --judge-base-url unset",
             field="judge_base_url",
+        )
+    allowed = CLIENT_OPTIONS + (SERVER_OPTIONS if cfg.judge_serve else ())
+    unknown = sorted(set(cfg.judge_options) - set(allowed))
+    if unknown:
+        where = "" if cfg.judge_serve else " (server options need --judge-serve)"
+        raise ConfigError(
+            f"judge option(s) {', '.join(unknown)} do not apply to the llm judge{where}: it "
+            f"takes {', '.join(allowed)}",
+            field="judge_options",
         )
     template = load_template(cfg.judge_template)
     if cfg.judge_serve:
