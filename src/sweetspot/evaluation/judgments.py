@@ -12,6 +12,7 @@ round is another row, so a policy and a baseline that swap roles reuse both.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 from pathlib import Path
@@ -57,7 +58,6 @@ class JudgmentCache:
     def __init__(self, root: str | Path, key: dict[str, Any]) -> None:
         self.key = key
         self.folder = Path(root) / hash_json(key)
-        self._next = 0
 
     def load(self) -> dict[str, dict[str, Any]]:
         """The judgments made so far, by comparison id (empty for a new entry)."""
@@ -81,7 +81,6 @@ class JudgmentCache:
                 raise InputError(f"cannot read a judgment shard ({e})", file=str(path)) from None
             for row in rows:
                 done[row["comparison"]] = row
-        self._next = (shard_index(files[-1].name) or 0) + 1 if files else 0
         return done
 
     def write(self, rows: list[dict[str, Any]]) -> None:
@@ -92,5 +91,8 @@ class JudgmentCache:
         if not (self.folder / KEY_FILE).is_file():
             write_json_atomic(self.folder / KEY_FILE, self.key)
         table = pa.Table.from_pylist(rows, schema=JUDGMENTS_SCHEMA)
-        write_shard_file(table, shard_path(self.folder, self._next))
-        self._next += 1
+        with open(self.folder / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            files = shard_files(self.folder)
+            index = (shard_index(files[-1].name) or 0) + 1 if files else 0
+            write_shard_file(table, shard_path(self.folder, index))
