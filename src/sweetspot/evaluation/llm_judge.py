@@ -86,7 +86,9 @@ def check_llm_judge(cfg: EvalConfig) -> JudgeTemplate:
     if cfg.judge_verdicts[0] == cfg.judge_verdicts[1] or not all(
         v.strip() for v in cfg.judge_verdicts
     ):
-        raise ConfigError("the two judge verdicts must differ", field="judge_verdicts")
+        raise ConfigError(
+            "the judge verdicts must be two different, non-blank words", field="judge_verdicts"
+        )
     if cfg.judge_serve and cfg.judge_base_url:
         raise ConfigError(
             "--judge-serve starts the judge's own server: leave --judge-base-url unset",
