@@ -7,8 +7,12 @@ In-process (``vllm``) and server (``vllm-server``, started from this Python):
 - the server gives the same samples as the in-process engine (same engine, dtype and tokens);
 - a stage stopped by SIGINT (in-process) or SIGTERM (server) leaves no engine or server process
   behind, and its resume gives the same samples as the fresh run;
-- generation throughput, engine start reported apart.
-Prints a summary and writes it to OUT/summary.json.
+- generation throughput, engine start reported apart;
+- SmolLM2 served by vLLM as the pairwise LLM judge of a tiny ``sweetspot evaluate`` (the
+  installed command, ``--judge llm --judge-serve``): real log-probabilities, both orders, and a
+  rerun that asks the judge nothing (the judgment cache).
+Prints a summary and writes it to OUT/summary.json. ``--only backends`` or ``--only judge``
+runs one part.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,15 +129,69 @@ def stopped_stage(out: Path, name: str, cfg: dict, prompts: Path, sig: int) -> d
     }
 
 
+JUDGE_ENGINE = {"enforce_eager": True, "max_model_len": 2048}
+
+
+def judge_check(out: Path, model: str, prompts: Path, instructions: list[str]) -> dict:
+    """``sweetspot evaluate`` of SmolLM2 against terse reference answers, judged by SmolLM2
+    served with vLLM (``--judge-serve``), then the same command again (all from the cache)."""
+    refs = out / "judge-refs.jsonl"
+    refs.write_text("".join(json.dumps({"instruction": t, "output": "No."}) + "\n"
+                            for t in instructions))  # fmt: skip
+    eval_dir = out / "judge-eval"
+    shutil.rmtree(eval_dir, ignore_errors=True)  # this check's own folder: the first run judges
+    sweetspot = str(Path(sys.executable).with_name("sweetspot"))
+    cmd = [
+        sweetspot, "evaluate", "--policy", model, "--baseline", str(refs),
+        "--prompts", str(prompts), "--output", str(eval_dir), "--backend", "hf",
+        "--max-new-tokens", "64", "--temperature", "0", "--bootstrap", "200",
+        "--judge", "llm", "--judge-serve", "--judge-model", model,
+        "--judge-option", f"server_python={sys.executable}",
+        "--judge-option", "dtype=float32",
+        "--judge-option", f"engine_options={json.dumps(JUDGE_ENGINE)}",
+        "--judge-option", f"server_log={out / 'judge-server.log'}",
+        "--judge-concurrency", "8",
+    ]  # fmt: skip
+    result: dict = {"judge_command": " ".join(cmd)}
+    runs = []
+    for label in ("first", "rerun"):
+        t = time.perf_counter()
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        seconds = round(time.perf_counter() - t, 1)
+        print(f"== sweetspot evaluate --judge llm ({label}, {seconds} s, rc {p.returncode}) ==")
+        print(p.stdout)
+        if p.returncode != 0:
+            print(p.stderr[-3000:])
+        summary = json.loads((eval_dir / "summary.json").read_text()) if p.returncode == 0 else {}
+        runs.append((p.returncode, seconds, summary))
+    (rc1, s1, first), (rc2, s2, again) = runs
+    keys = ("win_rate", "ci_low", "ci_high", "lc_win_rate", "position_consistency",
+            "first_shown_preferred", "judge_unparsed", "judge_judgments", "judge_from_logprobs",
+            "judge_requests", "judge_cached", "judge_prompt_tokens", "judge_completion_tokens",
+            "judge_seconds")  # fmt: skip
+    result["judge_first"] = {"rc": rc1, "wall_s": s1, **{k: first.get(k) for k in keys}}
+    result["judge_rerun"] = {"rc": rc2, "wall_s": s2, **{k: again.get(k) for k in keys}}
+    n = len(instructions)
+    result["judge_ran"] = rc1 == 0 and first.get("judge_judgments") == 2 * n
+    result["judge_used_logprobs"] = bool(first.get("judge_from_logprobs"))
+    result["judge_rerun_asked_nothing"] = (
+        rc2 == 0 and again.get("judge_requests") == 0 and again.get("judge_cached") == 2 * n
+    )
+    result["judge_rerun_same_win_rate"] = rc2 == 0 and again.get("win_rate") == first.get(
+        "win_rate"
+    )
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="/tmp/sweetspot-check-vllm-cpu")
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--only", choices=["all", "backends", "judge"], default="all")
     args = ap.parse_args()
 
     from sweetspot.prompts import load_prompts
-    from sweetspot.sampling.backends import get_generator
     from sweetspot.sampling.seeds import sample_seeds
     from sweetspot.smollm import smollm2_path
 
@@ -150,6 +209,18 @@ def main() -> None:
     seeds = [sample_seeds(0, pid, range(n)) for pid in pids]
     common = dict(model=model, max_new_tokens=mnt, temperature=0.8, dtype="float32")
     summary: dict = {"model": model, "prompts": len(pids), "n": n, "max_new_tokens": mnt}
+
+    if args.only in ("all", "judge"):
+        instructions = [m[-1]["content"] for m in msgs]
+        summary.update(judge_check(out, model, prompts, instructions))
+    if args.only in ("all", "backends"):
+        check_backends(summary, out, prompts, model, pids, msgs, seeds, common, n)
+    finish(summary, out)
+
+
+def check_backends(summary, out, prompts, model, pids, msgs, seeds, common, n) -> None:
+    """The two vLLM sampling backends (see the module's docstring)."""
+    from sweetspot.sampling.backends import get_generator
 
     def timed_generate(g, k_seeds):
         t = time.perf_counter()
@@ -209,6 +280,9 @@ def main() -> None:
     summary["server_stage_sigterm_no_process_left"] = not r["processes_left"]
     summary["server_stage_resumed_equals_fresh"] = r["table"] == sref
 
+
+def finish(summary: dict, out: Path) -> None:
+    """Print and save the summary; exit 1 when a check failed."""
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print("\n== check_vllm_cpu summary ==")
     for k, v in summary.items():

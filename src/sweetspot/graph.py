@@ -237,7 +237,10 @@ class StageBuilder:
     def _eval_config(self):
         ev = self.cfg.evaluation
         assert ev is not None
-        return ev.model_copy(update={"baseline_cache": str(self.layout.baseline_outputs)})
+        judgments = ev.judge_cache or str(self.layout.judgments)  # shared by rounds and cells
+        return ev.model_copy(
+            update={"baseline_cache": str(self.layout.baseline_outputs), "judge_cache": judgments}
+        )
 
     def baseline(self) -> Stage:
         """The starting policy's responses to the held-out prompts: generated once, before any
@@ -307,7 +310,9 @@ def _train_brief(summary: dict) -> dict:
 
 
 _EVAL_KEEP = ("win_rate", "ci_low", "ci_high", "lc_win_rate", "lc_ci_low", "lc_ci_high",
-              "lc_label", "lc_separated", "lc_note", "judge", "n_prompts", "note")  # fmt: skip
+              "lc_label", "lc_separated", "lc_note", "judge", "n_prompts", "note",
+              "position_consistency", "judge_unparsed", "judge_prompt_tokens",
+              "judge_completion_tokens", "judge_seconds")  # fmt: skip
 
 
 def _eval_brief(summary: dict) -> dict:

@@ -38,6 +38,12 @@ class Layout:
         return self.root / "baseline-outputs"
 
     @property
+    def judgments(self) -> Path:
+        """The LLM judge's verdicts, cached by what determines them: shared by every evaluation
+        of the folder, so a comparison met twice is paid once."""
+        return self.root / "judgments"
+
+    @property
     def report(self) -> Path:
         return self.root / "report.html"
 

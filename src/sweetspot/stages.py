@@ -255,7 +255,17 @@ EVALUATE = StageSpec(
     summary="Judge the trained policy against a baseline on held-out prompts.",
     config="sweetspot.evaluation.config:EvalConfig",
     run="sweetspot.evaluation.run:evaluate",
-    execution=("baseline_cache",),
+    execution=(
+        "baseline_cache",
+        "judge_cache",
+        "judge_base_url",
+        "judge_api_key_env",
+        "judge_serve",
+        "judge_concurrency",
+        "judge_max_retries",
+        "judge_timeout_s",
+        "judge_shard_size",
+    ),
     inputs={"model": "model"},
     outputs={
         "eval": "eval",

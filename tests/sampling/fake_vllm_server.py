@@ -63,6 +63,16 @@ def parse(argv: list[str]) -> dict:
     return args
 
 
+def send_json(handler: BaseHTTPRequestHandler, code: int, obj: dict) -> None:
+    """Answer a request with ``obj`` as JSON."""
+    data = json.dumps(obj).encode()
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 def main() -> None:
     args = parse(sys.argv[1:])
     if os.environ.get("FAKE_VLLM_ARGV"):
@@ -90,12 +100,7 @@ def main() -> None:
             pass
 
         def _send(self, code: int, obj: dict) -> None:
-            data = json.dumps(obj).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, code, obj)
 
         def do_GET(self):
             if self.path == "/health":

@@ -1,4 +1,5 @@
-"""`sweetspot evaluate`: the trained policy vs a baseline on held-out prompts, judged by reward."""
+"""`sweetspot evaluate`: the trained policy vs a baseline on held-out prompts, judged by a reward
+model or by a pairwise LLM judge."""
 
 from __future__ import annotations
 
@@ -78,10 +79,37 @@ evaluate = stage_command(
     doc="""Judge the trained policy against a baseline on held-out prompts.
 
 Generates one response per prompt from the policy and the baseline, judges each pair with a
-reward, and reports the win rate (ties count half, Wilson 95% interval), a length-controlled win
-rate (AlpacaEval's length GLM, see docs/evaluation.md) and mean lengths.
+reward or, with --judge llm, with an LLM served over the OpenAI protocol (both orders, averaged),
+and reports the win rate (ties count half, Wilson 95% interval), a length-controlled win rate
+(AlpacaEval's length GLM, see docs/evaluation.md) and mean lengths; for the LLM judge also
+position consistency, unparsed replies and the judge's tokens and time.
 """,
 )
+
+
+def _llm_judge_rows(table: Table, summary: dict[str, Any]) -> None:
+    """The pairwise judge's own rows: consistency of the two orders, unparsed replies, cost."""
+    pc = summary.get("position_consistency")
+    table.add_row(
+        "position consistency",
+        "—" if pc is None else f"{100 * pc:.1f}% of {summary['position_consistency_n']} prompts",
+    )
+    table.add_row(
+        "unparsed replies",
+        f"{summary['judge_unparsed']} of {summary['judge_judgments']}"
+        + (f" ({summary['n_unscored']} prompts unjudged)" if summary.get("n_unscored") else ""),
+    )
+    table.add_row(
+        "judge tokens (in / out)",
+        f"{summary['judge_prompt_tokens']:,} / {summary['judge_completion_tokens']:,}",
+    )
+    start = summary.get("judge_start_seconds") or 0.0
+    table.add_row(
+        "judge requests (cached)",
+        f"{summary['judge_requests']} ({summary['judge_cached']} cached), "
+        f"{summary['judge_seconds']:.1f} s"
+        + (f" (+{start:.1f} s to start)" if start >= 0.1 else ""),
+    )
 
 
 def print_summary(summary: dict[str, Any], folder: Path | None = None) -> None:
@@ -111,6 +139,8 @@ def print_summary(summary: dict[str, Any], folder: Path | None = None) -> None:
         f"{summary['mean_len_policy']:.0f} vs {summary['mean_len_baseline']:.0f}",
     )
     table.add_row("judge", summary["judge"])
+    if summary.get("judge_kind") == "llm":
+        _llm_judge_rows(table, summary)
     console = Console()
     console.print(table)
     style = "bold yellow" if summary["judge_is_train_reward"] else "dim"

@@ -1,5 +1,6 @@
-"""Held-out evaluation: policy vs baseline judged by a reward; win rate, Wilson interval,
-AlpacaEval's minimal length-controlled GLM, and export to AlpacaEval's format."""
+"""Held-out evaluation: policy vs baseline judged by a reward or by a pairwise LLM judge; win
+rate, Wilson interval, AlpacaEval's minimal length-controlled GLM, and export to AlpacaEval's
+format."""
 
 from __future__ import annotations
 

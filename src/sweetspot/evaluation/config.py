@@ -2,26 +2,100 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from sweetspot.errors import config_error
 
+LLM_JUDGE = "llm"  # the judge kind of a pairwise LLM judge (any other kind is a scorer)
+BUILTIN_TEMPLATE = "builtin"
+
 
 class EvalConfig(BaseModel):
-    """Options of the held-out evaluation: policy vs baseline, judged by a reward."""
+    """Options of the held-out evaluation: policy vs baseline, judged by a reward model
+    (pointwise) or by an LLM that compares the two responses (``judge: llm``, pairwise)."""
 
     model_config = ConfigDict(extra="forbid")
 
     judge: str = Field(
-        ..., description="Judge reward kind (any scorer of the score stage, e.g. hf-classifier)."
+        ...,
+        description="Judge kind: 'llm' (an LLM served over the OpenAI protocol compares the two "
+        "responses, in both orders) or any scorer of the score stage (hf-classifier, relevance, "
+        "sentiment, function: each response scored alone).",
     )
     judge_model: str | None = Field(
-        None, description="The judge's model (passed to the scorer as its `model` option)."
+        None,
+        description="The judge's model: for 'llm' the served model name (with --judge-serve a "
+        "local folder or hub id that sweetspot serves with vLLM); for a scorer its `model` option.",
     )
     judge_options: dict[str, Any] = Field(
-        default_factory=dict, description="Further scorer options (device, batch_size, ...)."
+        default_factory=dict,
+        description="Further judge options: a scorer's (device, batch_size, ...); for 'llm' the "
+        "vllm-server backend's, used with --judge-serve (server_python, server_executable, "
+        "engine_options, dtype, server_log, server_port, server_startup_timeout_s, server_env) "
+        "and backoff_s.",
+    )
+    judge_base_url: str | None = Field(
+        None,
+        description="llm: the judge server's OpenAI-compatible base URL (http://host:8000/v1); "
+        "default https://api.openai.com/v1, or the server sweetspot starts with --judge-serve.",
+    )
+    judge_api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description="llm: environment variable holding the judge server's API key (none sent "
+        "when it is unset).",
+    )
+    judge_serve: bool = Field(
+        False,
+        description="llm: start `vllm serve` for --judge-model (the vllm-server machinery; "
+        "options in --judge-option) after the responses are generated, stop it when done.",
+    )
+    judge_template: str = Field(
+        BUILTIN_TEMPLATE,
+        description="llm: the judging prompt, a text file with {instruction}, {output_1} and "
+        "{output_2} ('builtin': sweetspot's, see docs/evaluation.md). Its digest keys the cache.",
+    )
+    judge_verdicts: list[str] = Field(
+        default_factory=lambda: ["A", "B"],
+        min_length=2,
+        max_length=2,
+        description="llm: the two answers the template asks for: the first means output_1 is "
+        "better, the second output_2.",
+    )
+    judge_logprobs: bool = Field(
+        True,
+        description="llm: ask for the verdict token's log-probabilities and take P(output_1 "
+        "better) from them (AlpacaEval 2's weighted annotator); without them, or when the "
+        "server returns none, the parsed verdict counts 1, 1/2 (a stated tie) or 0.",
+    )
+    judge_max_tokens: int = Field(
+        8, gt=0, description="llm: max tokens of the judge's reply (the verdict is one word)."
+    )
+    judge_concurrency: int = Field(16, gt=0, description="llm: judge requests in flight at once.")
+    judge_max_retries: int = Field(
+        6,
+        ge=0,
+        description="llm: retries of a request that failed with 408/409/429/5xx, a timeout or "
+        "a dropped connection (exponential backoff with jitter).",
+    )
+    judge_timeout_s: float = Field(
+        300.0, gt=0, description="llm: seconds to wait for one judge reply."
+    )
+    judge_shard_size: int = Field(
+        64,
+        gt=0,
+        description="llm: judgments per cache shard: a killed evaluation loses at most the "
+        "judgments of the shards in flight.",
+    )
+    judge_cache: str | None = Field(
+        None,
+        description="llm: folder caching the judgments, keyed by judge model, template digest, "
+        "verdicts, logprobs, max tokens, prompt, both responses and their order, so a rerun or "
+        "another evaluation meeting the same comparison asks nothing (default: "
+        "OUTPUT/judgments). Not part of the results.",
     )
     train_reward: str | None = Field(
         None,
@@ -78,8 +152,23 @@ class EvalConfig(BaseModel):
             key["backend_options"] = SAMPLE.key_subset(
                 key["backend_options"], backend=key.get("backend") or "hf"
             )
-        if isinstance(key.get("judge_options"), dict):
-            key["judge_options"] = SCORE.key_subset(key["judge_options"], reward=key.get("judge"))
+        opts = key.get("judge_options")
+        if isinstance(opts, dict) and key.get("judge") == LLM_JUDGE:
+            # the served judge's options, read as the vllm-server backend declares them
+            opts = {k: v for k, v in opts.items() if k != "backoff_s"}
+            key["judge_options"] = SAMPLE.key_subset(opts, backend="vllm-server")
+        elif isinstance(opts, dict):
+            key["judge_options"] = SCORE.key_subset(opts, reward=key.get("judge"))
+        template = key.get("judge_template")
+        if (
+            isinstance(template, str)
+            and template != BUILTIN_TEMPLATE
+            and "@sha256:" not in template
+        ):
+            path = Path(template).expanduser()
+            if path.is_file():  # edited in place, it is another judge: its digest keys the stage
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+                key["judge_template"] = f"{template}@sha256:{digest}"
         return key
 
 

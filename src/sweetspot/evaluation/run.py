@@ -12,7 +12,9 @@ import pyarrow as pa
 
 from sweetspot.errors import InputError
 from sweetspot.evaluation.alpaca import read_reference_outputs, write_model_outputs
-from sweetspot.evaluation.config import EvalConfig
+from sweetspot.evaluation.config import LLM_JUDGE, EvalConfig
+from sweetspot.evaluation.judge_prompt import JudgeTemplate
+from sweetspot.evaluation.judged import Judged
 from sweetspot.evaluation.outputs import cache_entry, generate_cached, generation_key
 from sweetspot.evaluation.winrate import preferences, summarize
 from sweetspot.ids import prompt_id as make_prompt_id
@@ -25,6 +27,7 @@ SUMMARY_FILE = "summary.json"
 ALPACA_FILE = "model_outputs.json"
 POLICY_OUTPUTS_DIR = "policy-outputs"  # in the eval folder: the policy's responses, resumable
 BASELINE_OUTPUTS_DIR = "baseline-outputs"  # default baseline cache, in the eval folder
+JUDGMENTS_DIR = "judgments"  # default judgment cache of the LLM judge, in the eval folder
 
 
 def instruction_of(messages: list[dict[str, str]]) -> str:
@@ -154,11 +157,13 @@ def evaluate(
     from_file = is_outputs_file(baseline)
     if not from_file and Path(str(baseline)).suffix in (".json", ".jsonl"):
         raise InputError("no such reference outputs file", file=str(baseline), field="baseline")
-    _judge_check(cfg)
+    template = _judge_check(cfg)
 
     policy_name = cfg.policy_name or Path(str(policy)).name or str(policy)
     with _Bar(progress) as bar:
-        return _evaluate(policy, baseline, items, eval_dir, cfg, policy_name, from_file, bar)
+        return _evaluate(
+            policy, baseline, items, eval_dir, cfg, policy_name, from_file, template, bar
+        )
 
 
 def _evaluate(
@@ -169,6 +174,7 @@ def _evaluate(
     cfg: EvalConfig,
     policy_name: str,
     from_file: bool,
+    template: JudgeTemplate | None,
     bar: _Bar,
 ) -> dict[str, Any]:
     from sweetspot.sampling.seeds import sample_seed
@@ -211,26 +217,34 @@ def _evaluate(
         baseline_tokens = [c["n_tokens"] for c in base_out]
         baseline_finish = [c["finish_reason"] for c in base_out]
 
-    bar.phase(f"judge {cfg.judge}", 2)
     judged_msgs = [messages[i] for i in keep]
     policy_texts = [policy_out[i]["text"] for i in keep]
-    with quiet_hf():
-        scorer = _judge(cfg)
-        r_policy = np.asarray(scorer.score(judged_msgs, policy_texts), dtype=np.float64)
-        bar.advance(1)
-        r_base = np.asarray(scorer.score(judged_msgs, baseline_texts), dtype=np.float64)
-        bar.advance(1)
-    finite = np.isfinite(r_policy) & np.isfinite(r_base)
+    if template is not None:
+        from sweetspot.evaluation.llm_judge import judge_pairs
+
+        root = Path(cfg.judge_cache) if cfg.judge_cache else eval_dir / JUDGMENTS_DIR
+        verdict = judge_pairs(
+            cfg,
+            template,
+            [pids[i] for i in keep],
+            [instruction_of(m) for m in judged_msgs],
+            policy_texts,
+            baseline_texts,
+            root,
+            bar,
+        )
+    else:
+        verdict = _judge_by_reward(cfg, judged_msgs, policy_texts, baseline_texts, bar)
+    finite = np.isfinite(verdict.prefs)
     if not finite.any():
-        raise InputError("the judge gave no finite score to any pair")
-    prefs = preferences(r_policy[finite], r_base[finite], cfg.tie_epsilon)
+        raise InputError("the judge gave no verdict on any pair")
+    prefs = verdict.prefs[finite]
     len_p = np.array([len(t) for t in policy_texts], dtype=np.float64)
     len_b = np.array([len(t) for t in baseline_texts], dtype=np.float64)
     stats = summarize(prefs, len_p[finite], len_b[finite], n_boot=cfg.bootstrap, seed=cfg.seed)
 
-    judge_id = getattr(scorer, "model_id", cfg.judge)
+    judge_id = verdict.judge_id
     same = _same_reward(cfg, judge_id)
-    pref_iter = iter(prefs.tolist())
     rows = []
     for j, i in enumerate(keep):
         pid, msgs = items[i]
@@ -241,9 +255,8 @@ def _evaluate(
                 "instruction": instruction_of(msgs),
                 "policy_output": c["text"],
                 "baseline_output": baseline_texts[j],
-                "policy_reward": float(r_policy[j]),
-                "baseline_reward": float(r_base[j]),
-                "preference": next(pref_iter) if finite[j] else None,
+                **verdict.rows[j],
+                "preference": float(verdict.prefs[j]) if finite[j] else None,
                 "policy_len": len(c["text"]),
                 "baseline_len": len(baseline_texts[j]),
                 "policy_n_tokens": c["n_tokens"],
@@ -263,11 +276,12 @@ def _evaluate(
         "judge_kind": cfg.judge,
         "train_reward": cfg.train_reward,
         "judge_is_train_reward": same,
-        "note": _note(judge_id, same),
+        "note": _note(cfg, judge_id, same),
         "n_prompts": len(items),
         "n_missing_reference": missing,
         "n_unscored": int((~finite).sum()),
         **stats,
+        **verdict.summary,
         "mean_len_policy": float(len_p.mean()),
         "mean_len_baseline": float(len_b.mean()),
         "mean_tokens_policy": float(np.mean([policy_out[i]["n_tokens"] for i in keep])),
@@ -349,14 +363,51 @@ def generate_baseline(
     return {"n_prompts": len(items), **info}
 
 
-def _judge_check(cfg: EvalConfig) -> None:
-    """Fail on an unknown judge kind before any generation."""
+def _judge_by_reward(
+    cfg: EvalConfig,
+    messages: list[list[dict[str, str]]],
+    policy_texts: list[str],
+    baseline_texts: list[str],
+    bar: _Bar,
+) -> Judged:
+    """Score each response alone with the reward judge; the higher reward wins."""
+    bar.phase(f"judge {cfg.judge}", 2)
+    with quiet_hf():
+        scorer = _judge(cfg)
+        r_policy = np.asarray(scorer.score(messages, policy_texts), dtype=np.float64)
+        bar.advance(1)
+        r_base = np.asarray(scorer.score(messages, baseline_texts), dtype=np.float64)
+        bar.advance(1)
+    finite = np.isfinite(r_policy) & np.isfinite(r_base)
+    prefs = np.full(len(policy_texts), np.nan)
+    prefs[finite] = preferences(r_policy[finite], r_base[finite], cfg.tie_epsilon)
+    rows = [
+        {"policy_reward": float(a), "baseline_reward": float(b)}
+        for a, b in zip(r_policy, r_base, strict=True)
+    ]
+    return Judged(prefs, getattr(scorer, "model_id", cfg.judge), rows)
+
+
+def _judge_check(cfg: EvalConfig) -> JudgeTemplate | None:
+    """Fail on a bad judge before any generation: an unknown reward kind; for the LLM judge,
+    its settings, its template and its server (returns the loaded template)."""
+    if cfg.judge == LLM_JUDGE:
+        from sweetspot.evaluation.llm_judge import check_llm_judge
+
+        return check_llm_judge(cfg)
     from sweetspot.scoring.backends import scorer_class
 
     scorer_class(cfg.judge)
+    return None
 
 
-def _note(judge_id: str, same: bool) -> str:
+def _note(cfg: EvalConfig, judge_id: str, same: bool) -> str:
+    if cfg.judge == LLM_JUDGE:
+        return (
+            f"Pairwise LLM judge {judge_id}: each prompt judged in both orders, averaged. Not "
+            "AlpacaEval 2 unless the judge, its template and the 805 instructions are theirs; "
+            "export the outputs (--alpaca-eval-export) for the real benchmark."
+        )
     if same:
         return (
             f"The judge ({judge_id}) is the reward the training pairs were built with: this win "

@@ -260,9 +260,10 @@ def summarize(
             )
     return {
         "n": int(prefs.size),
-        "wins": int((prefs == 1.0).sum()),
+        # soft preferences (an LLM judge's probabilities) count by which side they lean to
+        "wins": int((prefs > 0.5).sum()),
         "ties": int((prefs == 0.5).sum()),
-        "losses": int((prefs == 0.0).sum()),
+        "losses": int((prefs < 0.5).sum()),
         "win_rate": win_rate(prefs),
         "ci_low": lo,
         "ci_high": hi,

@@ -44,7 +44,18 @@ RESULT_FIELDS = (
     "lc_note",
     "mean_len_policy",
     "mean_len_baseline",
+    "judge",
+    "position_consistency",
+    "judge_unparsed",
+    "judge_prompt_tokens",
+    "judge_completion_tokens",
+    "judge_seconds",
 )
+
+
+# what an LLM judge reports besides the win rates (summary.json of a pairwise evaluation)
+JUDGE_FIELDS = ("position_consistency", "judge_unparsed", "judge_prompt_tokens",
+                "judge_completion_tokens", "judge_seconds")  # fmt: skip
 
 
 def _read_json(path: Path) -> dict | None:
@@ -123,6 +134,8 @@ def collect_results(
             "lc_note": ev.get("lc_note"),
             "mean_len_policy": ev.get("mean_len_policy"),
             "mean_len_baseline": ev.get("mean_len_baseline"),
+            "judge": ev.get("judge"),
+            **{k: ev.get(k) for k in JUDGE_FIELDS},
         }
         rows.append(row)
     return rows
@@ -162,8 +175,12 @@ def _num(x: Any, spec: str = ".2f") -> str:
 def results_table(rows: list[dict]) -> Table:
     """The rich table that ends a sweep."""
     t = Table(title="sweetspot sweep", title_justify="left")
-    for col in ("n", "strategy", "pairs", "margin", "chosen z", "rejected z", "loss",
-                "win rate [95% CI]", "LC win rate"):  # fmt: skip
+    judged = any(r.get("position_consistency") is not None for r in rows)  # an LLM judge
+    cols = ["n", "strategy", "pairs", "margin", "chosen z", "rejected z", "loss",
+            "win rate [95% CI]", "LC win rate"]  # fmt: skip
+    if judged:
+        cols += ["both orders agree", "unparsed", "judge tokens"]
+    for col in cols:
         t.add_column(col, justify="left" if col == "strategy" else "right")
     for r in rows:
         wr = "—"
@@ -188,8 +205,19 @@ def results_table(rows: list[dict]) -> Table:
             _num(r.get("final_loss"), ".4f"),
             wr,
             lc,
+            *(_judge_cells(r) if judged else ()),
         )
     return t
+
+
+def _judge_cells(r: dict) -> tuple[str, str, str]:
+    pc = r.get("position_consistency")
+    tokens = (r.get("judge_prompt_tokens") or 0) + (r.get("judge_completion_tokens") or 0)
+    return (
+        "—" if pc is None else f"{100 * pc:.0f}%",
+        "—" if r.get("judge_unparsed") is None else str(r["judge_unparsed"]),
+        f"{tokens:,}" if r.get("judge_prompt_tokens") is not None else "—",
+    )
 
 
 def drift_table(rows: list[dict]) -> Table:

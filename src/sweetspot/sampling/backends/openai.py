@@ -16,8 +16,9 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, TypeVar
 
 from sweetspot.errors import InputError
 from sweetspot.sampling.backends import register_generator
@@ -30,6 +31,8 @@ from sweetspot.sampling.backends.base import (
     with_system_prompt,
 )
 
+T = TypeVar("T")
+R = TypeVar("R")
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 DEFAULT_URL = "https://api.openai.com/v1"
 # Request fields that sweetspot sets itself: sampling_options may not override them.
@@ -116,26 +119,17 @@ class OpenAIGenerator:
             return replicate_greedy(prompts, n, seeds, lambda p, s: self.generate(p, 1, s))
         jobs = [(i, j) for i in range(len(prompts)) for j in range(n)]
         results: list[list[Completion | None]] = [[None] * n for _ in prompts]
-        cancel = threading.Event()
-        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(jobs))))
-        try:
-            futures: dict[Future, tuple[int, int]] = {
-                pool.submit(self._request, prompts[i], seeds[i][j], cancel): (i, j) for i, j in jobs
-            }
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                finished = []
-                for f in done:
-                    i, j = futures[f]
-                    results[i][j] = f.result()  # the first failure propagates from here
-                    finished.append(results[i][j])
-                report_progress(self, finished)
-        except BaseException:
-            cancel.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+
+        def done(job: tuple[int, int], completion: Completion) -> None:
+            results[job[0]][job[1]] = completion
+
+        run_bounded(
+            lambda job, cancel: self._request(prompts[job[0]], seeds[job[0]][job[1]], cancel),
+            jobs,
+            self.concurrency,
+            done,
+            on_batch=lambda finished: report_progress(self, finished),
+        )
         return results  # type: ignore[return-value]
 
     def request_body(self, messages: list[dict], seed: int) -> dict[str, Any]:
@@ -161,11 +155,23 @@ class OpenAIGenerator:
         cancel: threading.Event,
         max_tokens: int | None = None,
     ) -> Completion:
-        import httpx
-
         body = self.request_body(messages, seed)
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
+        return parse_completion(self.post(body, cancel), self.url)
+
+    def post(self, body: dict[str, Any], cancel: threading.Event | None = None) -> dict:
+        """POST ``body`` to the chat-completions endpoint and return the JSON reply.
+
+        Transient failures (connection errors, timeouts, 408/409/429, 5xx) are retried up to
+        ``max_retries`` times with exponential backoff and jitter; a refused key (401/403), an
+        unknown model (404) and a rejected request (400) are ``InputError`` at once; anything
+        else, or a transient failure that outlasts the retries, is ``RequestFailed``. Once
+        ``cancel`` is set (another request of the call failed for good) it stops between tries.
+        """
+        import httpx
+
+        cancel = cancel or threading.Event()
         for attempt in range(self.max_retries + 1):
             if cancel.is_set():
                 raise _Cancelled()
@@ -178,7 +184,7 @@ class OpenAIGenerator:
                     raise RequestFailed(f"{self.url}: {e}") from e
             else:
                 if r.status_code == 200:
-                    return parse_completion(r.json(), self.url)
+                    return r.json()
                 if r.status_code in (401, 403):
                     raise InputError(
                         f"the server refused the API key (HTTP {r.status_code})", field="api_key"
@@ -202,9 +208,73 @@ class OpenAIGenerator:
                 time.sleep(min(0.05, max(0.0, until - time.monotonic())))
         raise AssertionError("unreachable")
 
+    def check_served_model(self) -> None:
+        """Fail before any work when no server answers at ``base_url``, when it refuses the
+        API key, or when it lists its models (``GET /models``) and ``self.model`` is not one."""
+        import httpx
+
+        try:
+            r = self.client.get(self.base_url + "/models", timeout=30.0)
+        except httpx.HTTPError as e:
+            raise InputError(
+                f"no server answers at {self.base_url} ({e})", field="base_url"
+            ) from None
+        if r.status_code in (401, 403):
+            raise InputError(
+                f"the server at {self.base_url} refused the API key (HTTP {r.status_code})",
+                field="api_key",
+            )
+        if r.status_code != 200:
+            return  # some servers do not list models: let the first request tell
+        try:
+            served = [m.get("id") for m in (r.json().get("data") or [])]
+        except (ValueError, AttributeError):
+            return
+        if served and self.model not in served:
+            raise InputError(
+                f"the server at {self.base_url} serves {', '.join(map(str, served))}, not "
+                f"{self.model!r}: pass the served name as the model",
+                field="model",
+            )
+
     def close(self) -> None:
         """Close the HTTP connections."""
         self.client.close()
+
+
+def run_bounded(
+    fn: Callable[[T, threading.Event], R],
+    jobs: Sequence[T],
+    concurrency: int,
+    on_done: Callable[[T, R], None],
+    *,
+    on_batch: Callable[[list[R]], None] | None = None,
+) -> None:
+    """Call ``fn(job, cancel)`` for every job on at most ``concurrency`` threads; ``on_done(job,
+    result)`` runs in the calling thread as each one finishes (``on_batch`` after each group
+    that finished together). The first exception cancels the jobs not yet started, sets
+    ``cancel`` for those running (they stop at their next retry), and propagates."""
+    if not jobs:
+        return
+    cancel = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=min(max(1, concurrency), len(jobs)))
+    try:
+        futures: dict[Future, T] = {pool.submit(fn, job, cancel): job for job in jobs}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            finished = []
+            for f in done:
+                result = f.result()  # the first failure propagates from here
+                on_done(futures[f], result)
+                finished.append(result)
+            if on_batch is not None:
+                on_batch(finished)
+    except BaseException:
+        cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def parse_completion(data: dict, url: str = "") -> Completion:

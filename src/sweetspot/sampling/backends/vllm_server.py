@@ -136,7 +136,7 @@ class VLLMServerGenerator(OpenAIGenerator):
             )
             self.chat_template = resolve_chat_template(chat_template)
             if self.server is None:
-                self._check_served_model()
+                self.check_served_model()
             else:  # the first request compiles: count it as the server's start
                 self._request(
                     [{"role": "user", "content": "hi"}], 0, threading.Event(), max_tokens=1
@@ -144,26 +144,6 @@ class VLLMServerGenerator(OpenAIGenerator):
         except BaseException:
             self.close()
             raise
-
-    def _check_served_model(self) -> None:
-        """An attached server must answer and serve ``self.model``."""
-        import httpx
-
-        try:
-            r = self.client.get(self.base_url + "/models", timeout=30.0)
-        except httpx.HTTPError as e:
-            raise InputError(
-                f"no server answers at {self.base_url} ({e})", field="base_url"
-            ) from None
-        if r.status_code != 200:
-            return  # some servers do not list models: let the first request tell
-        served = [m.get("id") for m in (r.json().get("data") or [])]
-        if served and self.model not in served:
-            raise InputError(
-                f"the server at {self.base_url} serves {', '.join(map(str, served))}, not "
-                f"{self.model!r}: pass --model with the served name",
-                field="model",
-            )
 
     def request_body(self, messages: list[dict], seed: int) -> dict[str, Any]:
         """The OpenAI body plus the chat template override, when one is given."""
