@@ -97,8 +97,8 @@ def _aside(run_dir: Path) -> list[str]:
     return sorted(str(Path(*p.relative_to(root).parts[1:])) for p in root.rglob("*") if p.is_file())
 
 
-ALL = ["eval-prompts", "round-0/prompts", "round-0/sample", "round-0/score", "round-0/pair",
-       "round-0/train", "round-0/evaluate"]  # fmt: skip
+ALL = ["eval-prompts", "baseline", "round-0/prompts", "round-0/sample", "round-0/score",
+       "round-0/pair", "round-0/train", "round-0/evaluate"]  # fmt: skip
 
 
 def _edit_train(inputs):
@@ -116,9 +116,9 @@ def _new_rm(inputs):
 @pytest.mark.parametrize(
     ("change", "stage", "named", "redone"),
     [
-        (_edit_train, "round-0/prompts", "source", ALL[1:]),
-        (_edit_eval, "eval-prompts", "source", ["eval-prompts", "round-0/evaluate"]),
-        (_new_rm, "round-0/score", "reward_model", ALL[3:]),
+        (_edit_train, "round-0/prompts", "source", ALL[2:]),
+        (_edit_eval, "eval-prompts", "source", ["eval-prompts", "baseline", "round-0/evaluate"]),
+        (_new_rm, "round-0/score", "reward_model", ALL[4:]),
     ],
     ids=["prompt-file-edited", "eval-prompt-file-edited", "reward-model-folder-changed"],
 )
@@ -168,7 +168,8 @@ def test_a_changed_prompt_file_reaches_the_samples(tmp_path, inputs):
 @pytest.mark.parametrize("how", ["edited in place", "another folder"])
 def test_a_changed_policy_stops_sampling_training_and_the_baseline(tmp_path, inputs, how):
     """The starting policy is read by round 0's sampling and training and is every evaluation's
-    baseline: the run stops at the first of them; with force all three are redone for it."""
+    baseline (whose responses are a stage of their own, before the rounds): the run stops at the
+    first of them; with force all of them are redone for it."""
     run_dir = tmp_path / "run"
     run(_config(inputs), run_dir, fns=Readers().fns())
     before = _tree(run_dir)
@@ -180,16 +181,16 @@ def test_a_changed_policy_stops_sampling_training_and_the_baseline(tmp_path, inp
     else:
         (policy / "model.safetensors").write_bytes(b"new weights")
 
-    with pytest.raises(StageChanged, match=r"stage round-0/sample .*policy \(outside input\)"):
+    with pytest.raises(StageChanged, match=r"stage baseline .*baseline \(outside input\)"):
         run(_config(inputs, policy), run_dir, fns=Readers().fns())
     assert _tree(run_dir) == before
 
     f = Readers()
     again = run(_config(inputs, policy), run_dir, fns=f.fns(), force=True)
-    assert again.ran() == ALL[2:]
+    assert again.ran() == ["baseline", *ALL[3:]]
     reasons = {s.name: s.reason for s in again.stages}
     # each of them saw its outside input change (not only that the stage before it was redone)
-    for name in ("round-0/sample", "round-0/train", "round-0/evaluate"):
+    for name in ("baseline", "round-0/sample", "round-0/train", "round-0/evaluate"):
         assert reasons[name].startswith("settings changed (--force)"), (name, reasons[name])
     (ev,) = [c for c in f.calls if c[0] == "evaluate"]
     assert ev[3] == str(policy)  # the new baseline

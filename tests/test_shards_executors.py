@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import sweetspot.shards as shards_mod
-from sweetspot.errors import ConfigError, InputError
+from sweetspot.errors import ConfigError, InputError, StageFailed
 from sweetspot.executors import (
     ShardJob,
     ShardOutput,
@@ -274,14 +274,16 @@ def test_ray_workers_write_the_same_files_as_local(tmp_path, monkeypatch, ray_cl
     assert (e.value.row, e.value.field) == (2, "x")
     assert not ray.is_initialized()
 
-    # Any other error in a worker: Ray's error, carrying the worker's; the shard finished before
-    # it is kept with its record, the failed one is not there, half-written or whole.
+    # Any other error in a worker: a StageFailed naming the worker's error (the command line
+    # prints it without a traceback, exit 1), Ray's error as its cause; the shard finished
+    # before it is kept with its record, the failed one is not there, half-written or whole.
     jobs = _jobs(tmp_path, tmp_path / "crash")
     jobs[1] = ShardJob(1, jobs[1].output, jobs[1].spec | {"crash": True})
     seen: list[int] = []
-    with pytest.raises(ray.exceptions.RayError) as e:
+    with pytest.raises(StageFailed) as e:
         run_shards(jobs[:2], Doubler, on_done=lambda r: seen.append(r.job.index), **ray_run)
-    assert "RuntimeError: disk on fire" in str(e.value)
+    assert "a Ray worker failed (RuntimeError: disk on fire)" in str(e.value)
+    assert isinstance(e.value.__cause__, ray.exceptions.RayError)
     assert not isinstance(e.value, InputError)
     assert not ray.is_initialized()
     # (whether the driver heard of shard 0 before the failure depends on timing; its record

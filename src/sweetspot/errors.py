@@ -54,3 +54,22 @@ def config_error(e: Exception, what: str = "") -> ConfigError:
     else:
         text = str(e)
     return ConfigError(f"invalid {what} config: {text}" if what else text)
+
+
+def worker_error(e: BaseException) -> str:
+    """``Type: message`` of the error a worker raised, found inside Ray's wrappings of it
+    (``RayTaskError``, Ray Data's ``UserCodeException``), else of ``e`` itself."""
+    import re
+
+    seen: set[int] = set()
+    c: BaseException | None = e
+    while c is not None and id(c) not in seen:
+        seen.add(id(c))
+        wrapper = type(c).__module__.startswith("ray") or type(c).__name__ == "UserCodeException"
+        if not wrapper:
+            return f"{type(c).__name__}: {c}"
+        c = getattr(c, "cause", None) or c.__cause__
+    found = re.findall(r"^\s*([A-Za-z_]\w*(?:Error|Exception)): (.+)$", str(e), re.M)
+    if found:
+        return f"{found[-1][0]}: {found[-1][1].strip()}"
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}"

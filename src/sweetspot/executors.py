@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from sweetspot.errors import ConfigError, InputError
+from sweetspot.errors import ConfigError, InputError, StageFailed, worker_error
 from sweetspot.shards import ShardRecord, write_shard_file
 
 EXECUTORS = ("local", "ray")
@@ -250,14 +250,22 @@ def _run_ray(
             compute=ray.data.ActorPoolStrategy(size=num_workers),
             num_gpus=gpus or None,
         )
-        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for result, error in zip(
-                batch.column("result").to_pylist(), batch.column("error").to_pylist(), strict=True
-            ):
-                if error is not None:
-                    raise _error_from_json(error)
-                if on_done is not None:
-                    on_done(ShardResult.from_json(result))
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                for result, error in zip(
+                    batch.column("result").to_pylist(),
+                    batch.column("error").to_pylist(),
+                    strict=True,
+                ):
+                    if error is not None:
+                        raise _error_from_json(error)
+                    if on_done is not None:
+                        on_done(ShardResult.from_json(result))
+        except ray.exceptions.RayError as e:  # a worker's own error, wrapped by Ray
+            raise StageFailed(
+                f"a Ray worker failed ({worker_error(e)}); finished shards are kept: rerun the "
+                "same command to resume"
+            ) from e
     finally:
         if started:
             ray.shutdown()

@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from sweetspot import stages as specs
-from sweetspot.errors import InputError, StageFailed
+from sweetspot.errors import InputError, StageFailed, worker_error
 from sweetspot.graph import StageBuilder, round_names
 from sweetspot.layout import Layout
 from sweetspot.manifest import Manifest, Stage, StageResult, finish_stage, prepare_stage
@@ -181,8 +181,10 @@ def _ray_wave(
             except Exception as e:  # the cell's own error (wrapped by Ray), or its cancellation
                 if done[0] in cancelled:
                     continue  # recorded as running: a rerun redoes it
-                failed.append(f"{prep.stage.name} ({_short(e)})")
-                console.print(f"  [red]{prep.stage.name}: failed[/]: {_short(e)}", highlight=False)
+                failed.append(f"{prep.stage.name} ({worker_error(e)})")
+                console.print(
+                    f"  [red]{prep.stage.name}: failed[/]: {worker_error(e)}", highlight=False
+                )
                 cancelled |= _cancel(ray, pending, console)
                 continue
             res = finish_stage(prep, manifest, summary)  # recorded now, whatever comes next
@@ -215,12 +217,6 @@ def _cancel(ray: Any, pending: dict, console: Console) -> set[Any]:
         out.add(ref)
         console.print(f"  [yellow]{prep.stage.name}: cancelled[/]", highlight=False)
     return out
-
-
-def _short(e: BaseException) -> str:
-    cause = getattr(e, "cause", None) or e
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[-1] if text else ''}"
 
 
 def _call(fn: Callable[[], dict]) -> dict:  # a Ray task: run one stage's function where placed
