@@ -18,13 +18,37 @@ from sweetspot.demo import demo_config, run_demo
 def test_demo_config_is_the_shipped_yaml():
     cfg = demo_config()
     assert cfg.policy.model == "builtin:smollm2-135m-instruct"
-    assert (cfg.prompts.source, cfg.prompts.split, cfg.prompts.limit) == ("builtin", "train", 48)
-    assert (cfg.prompts.eval.split, cfg.prompts.eval.limit) == ("eval", None)  # all 46
+    assert (cfg.prompts.source, cfg.prompts.split, cfg.prompts.limit) == ("builtin", "train", 32)
+    assert cfg.prompts.shuffle_seed is None  # the first 32 train rows, in file order
+    assert (cfg.prompts.eval.split, cfg.prompts.eval.limit) == ("eval+train[32:]", None)
     assert cfg.sampling.n == 32 and cfg.sampling.backend == "ct2"  # the sweep's largest n
     assert cfg.trained_cells() == [(32, "conventional"), (32, "sweet-spot")]
     assert cfg.scoring.reward == "relevance"
     assert cfg.training.preset == "cpu-small" and cfg.training.lora is not None
     assert cfg.evaluation.judge == "relevance" and cfg.evaluation.temperature == 0.0
+
+
+def test_demo_judges_every_prompt_it_never_trained_on():
+    """The held-out set: the shipped eval split and the train prompts after the demo's 32, none
+    of them a training prompt; 198 prompts, so an interval is about +-7 points."""
+    from sweetspot.config import resolve_prompt_source
+    from sweetspot.prompts import load_prompts
+
+    cfg = demo_config()
+    p = cfg.prompts
+    path, split = resolve_prompt_source(p.source, p.split)
+    train = load_prompts(path, split=split, limit=p.limit)
+    held = load_prompts(path, split=p.eval.split)
+    train_ids = set(train.column("prompt_id").to_pylist())
+    held_ids = set(held.column("prompt_id").to_pylist())
+    assert len(train_ids) == 32 and len(held_ids) == 230 - 32
+    assert not train_ids & held_ids
+
+
+def test_demo_seed_sets_every_seed_of_the_run():
+    cfg = demo_config(seed=7)
+    assert cfg.sampling.seed == cfg.pairs.seed == cfg.training.seed == cfg.evaluation.seed == 7
+    assert demo_config().sampling.seed == 0
 
 
 def test_fast_demo_is_smaller_but_the_same_loop():

@@ -40,8 +40,19 @@ FAST_OVERRIDES: dict[str, Any] = {
 }
 
 
-def demo_config(fast: bool = False):
-    """The demo's sweep config (shrunk with ``fast``)."""
+def seed_overrides(seed: int) -> dict[str, Any]:
+    """Every seed of the run set from one: sampling (each sample's seed derives from it), pair
+    rules, training (data order, LoRA init) and evaluation."""
+    return {
+        "sampling": {"seed": seed},
+        "pairs": {"seed": seed},
+        "training": {"seed": seed},
+        "evaluation": {"seed": seed},
+    }
+
+
+def demo_config(fast: bool = False, seed: int = 0):
+    """The demo's sweep config (shrunk with ``fast``), every seed set from ``seed``."""
     import yaml
 
     from sweetspot.config import parse_config
@@ -50,7 +61,24 @@ def demo_config(fast: bool = False):
     data = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
     if fast:
         data = merge(data, FAST_OVERRIDES)
+    data = merge(data, seed_overrides(seed))
     return parse_config(data, str(DEMO_CONFIG), model=SweepConfig)
+
+
+def check_held_out(run_dir: Path) -> int:
+    """The number of evaluation prompts; an error if any of them was a training prompt."""
+    import pyarrow.parquet as pq
+
+    from sweetspot.errors import InputError
+
+    held = set(pq.read_table(run_dir / "eval_prompts.parquet").column("prompt_id").to_pylist())
+    for prompts in run_dir.glob("*/prompts.parquet"):
+        seen = held & set(pq.read_table(prompts).column("prompt_id").to_pylist())
+        if seen:
+            raise InputError(
+                f"{len(seen)} evaluation prompts are also training prompts", file=str(prompts)
+            )
+    return len(held)
 
 
 def check_offline_assets() -> None:
@@ -181,22 +209,24 @@ def comparison_panel(cmp: dict[str, Any], judge_note: str | None) -> Panel:
     return Panel("\n".join(lines), title="what the demo shows", border_style="green")
 
 
-def run_demo(out: str | Path, fast: bool = False, console: Console | None = None) -> dict:
+def run_demo(
+    out: str | Path, fast: bool = False, seed: int = 0, console: Console | None = None
+) -> dict:
     """Run the demo into ``out``; print the comparison and the report's path; return them."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     console = console or Console()
     check_offline_assets()
-    cfg = demo_config(fast)
+    cfg = demo_config(fast, seed)
     out = Path(out)
     n = max(c[0] for c in cfg.trained_cells())
     started = time.perf_counter()
     console.print(
         Panel.fit(
-            f"sweetspot demo{' (--fast)' if fast else ''}: SmolLM2-135M-Instruct, "
+            f"sweetspot demo{' (--fast)' if fast else ''} (seed {seed}): SmolLM2-135M-Instruct, "
             f"{cfg.prompts.limit} prompts x n = {cfg.sampling.n} ({cfg.sampling.backend}), reward "
             f"'{cfg.scoring.reward}', conventional vs sweet-spot pairs at n = {n}, a LoRA DPO on "
-            f"each, judged on {cfg.prompts.eval.limit or 'all 46'} held-out prompts -> {out}",
+            f"each, judged on the held-out prompts ({cfg.prompts.eval.split}) -> {out}",
             border_style="cyan",
         )
     )
@@ -208,9 +238,11 @@ def run_demo(out: str | Path, fast: bool = False, console: Console | None = None
     from sweetspot.sweep import run_sweep
 
     rows = run_sweep(cfg, out, console=console)
+    held_out = check_held_out(out)
     with console.status("writing the report"):
         report = write_report(out)
     cmp = compare(out, n, rows)
+    cmp["held_out"] = held_out
     note = None
     ev_summary = out / f"n-{n}" / "sweet-spot" / "eval" / "summary.json"
     if ev_summary.exists():

@@ -15,6 +15,13 @@ def demo(
         metavar="DIR",
         help="Run folder (rerun to resume).",
     ),
+    seed: int = typer.Option(
+        0,
+        "--seed",
+        metavar="INT",
+        help="Seed of the whole run: sampling, pair rules, training and evaluation derive theirs "
+        "from it.",
+    ),
     fast: bool = typer.Option(
         False, "--fast", help="A smaller run (fewer prompts, shorter responses, 2 DPO steps)."
     ),
@@ -32,4 +39,4 @@ def demo(
 
     from sweetspot.demo import run_demo
 
-    run_demo(output, fast=fast)
+    run_demo(output, fast=fast, seed=seed)
