@@ -55,13 +55,23 @@ def stage_command(
     names: dict[str, list[str]] | None = None,
     exclude: tuple[str, ...] = (),
     extra: list[inspect.Parameter] | None = None,
+    defaults: dict[str, Any] | None = None,
+    switches: tuple[str, ...] = (),
 ) -> Callable[..., Any]:
     """A typer command for ``spec``: ``io`` options first, then one option per config field
     (less ``exclude``), then ``--config``. ``body(make_cfg, **io_values)`` does the work;
-    ``make_cfg(defaults)`` builds the config from the YAML and the options given, over
-    ``defaults``."""
+    ``make_cfg()`` builds the config from ``defaults`` (the command's own, shown in ``--help``),
+    the YAML and the options given, in that order; ``switches`` are boolean fields given as a
+    plain ``--flag``."""
     model = spec.config_model
-    params, opts = model_options(model, exclude=exclude, names=names, execution=spec.execution)
+    params, opts = model_options(
+        model,
+        exclude=exclude,
+        names=names,
+        execution=spec.execution,
+        defaults=defaults,
+        switches=switches,
+    )
     config_opt = option(
         "config_file",
         None,
@@ -79,8 +89,8 @@ def stage_command(
         config_file = own.pop("config_file", None)
         base = _yaml_section(config_file, spec.name) if config_file else {}
         data = merge(base, given_values(opts, generated, _given))
-        body(  # make_cfg(defaults): the command's own defaults, under what the user gave
-            lambda defaults=None: build_config(model, merge(defaults or {}, data), opts),
+        body(  # make_cfg(): the command's own defaults, under what the user gave
+            lambda: build_config(model, merge(defaults or {}, data), opts),
             _given=_given,
             **own,
         )

@@ -74,6 +74,7 @@ evaluate = stage_command(
         ),
     ],
     _body,
+    names={"max_prompts": ["--limit", "--max-prompts"]},  # --limit, as for the prompts elsewhere
     doc="""Judge the trained policy against a baseline on held-out prompts.
 
 Generates one response per prompt from the policy and the baseline, judges each pair with a
@@ -110,8 +111,10 @@ def print_summary(summary: dict[str, Any], folder: Path | None = None) -> None:
         f"{summary['mean_len_policy']:.0f} vs {summary['mean_len_baseline']:.0f}",
     )
     table.add_row("judge", summary["judge"])
+    from sweetspot.tables import print_table
+
     console = Console()
-    console.print(table)
+    print_table(console, table, whole=(0, 1))
     style = "bold yellow" if summary["judge_is_train_reward"] else "dim"
     console.print(summary["note"], style=style)
     if summary.get("lc_note"):

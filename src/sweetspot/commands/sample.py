@@ -54,6 +54,7 @@ def _command():
         SAMPLE,
         io,
         _body,
+        switches=("force",),
         doc="""Sample N responses per prompt from a policy into Parquet shards under --output.
 
 Rerun the same command to resume: finished shards are kept. Rerun with a larger --n to sample

@@ -38,6 +38,12 @@ def sweep(
     report: bool = typer.Option(
         True, "--report/--no-report", help="Write SWEEP_DIR/report.html at the end."
     ),
+    progress: bool = typer.Option(
+        True,
+        "--progress/--no-progress",
+        help="Show the sampling and pairing progress bars. Execution setting: never changes the "
+        "output.",
+    ),
 ) -> None:
     """Sample once at the largest n, score once, then per n and strategy: pairs, DPO, evaluation.
 
@@ -51,6 +57,13 @@ def sweep(
     from sweetspot.sweep import load_sweep_config, run_sweep
 
     cfg = load_sweep_config(config)
+    if not progress:
+        cfg = cfg.model_copy(
+            update={
+                "sampling": cfg.sampling.model_copy(update={"progress": False}),
+                "pairs": cfg.pairs.model_copy(update={"progress": False}),
+            }
+        )
     run_dir = output if output is not None else Path("runs") / Path(config).stem
     console = Console()
     run_sweep(cfg, run_dir, console=console, force=force, stats_only=stats_only)

