@@ -90,6 +90,39 @@ def test_demo_ends_with_the_two_rules_side_by_side(tmp_path, monkeypatch):
     assert "conventional policy vs SmolLM2: 58.0% (95% CI 48.0-68.0%)" in text
     assert "sweet-spot policy vs SmolLM2: 63.0% (95% CI 53.0-73.0%): better than SmolLM2" in text
     # every prompt: sweet-spot's reward is 1 higher, so it wins head to head
-    assert "head to head on 8 prompts: 100.0%" in text and "a significant difference" in text
+    assert "head to head on 8 prompts: 100.0%" in text
+    assert "the sweet-spot policy is significantly better" in text
+    assert "Judged on 8 prompts no policy trained on" in text and cmp["held_out"] == 8
+    assert "z = (reward − μ) / σ" in text and "Blom's expected minimum" in text
     assert "The judge is the reward the pairs were built with." in text
     assert "report:" in text
+    # the demo's folder is a sweep: its report says so, at the demo's one trained n
+    page = out["report"].read_text()
+    assert "sweetspot sweep report" in page and "n = 4, 8" in page and "round(s)" not in page
+    assert 'id="fig-win-vs-n"' in page and 'id="fig-grid-heatmap"' in page
+
+
+def test_the_ending_explains_a_head_to_head_that_is_not_significant():
+    from sweetspot.demo import comparison_panel
+
+    long_reply = "word " * 60
+    cmp = {
+        "n": 32, "prompts": 32, "differ": 20, "held_out": 198,
+        "cells": {
+            "conventional": {"win_rate": 70.0, "win_ci_low": 63.0, "win_ci_high": 76.0,
+                             "mean_rejected_z": -2.6, "blom_min_z": -2.07},
+            "sweet-spot": {"win_rate": 66.0, "win_ci_low": 59.0, "win_ci_high": 72.0,
+                           "mean_rejected_z": -1.9},
+        },
+        "example": {"prompt": "Name a colour.", "conventional": (long_reply, -4.1),
+                    "sweet-spot": ("Blue, mostly.", -2.0)},
+        "head_to_head": {"n": 198, "win_rate": 47.0, "lo": 40.2, "hi": 53.9},
+    }  # fmt: skip
+    buf = io.StringIO()
+    Console(file=buf, width=100).print(comparison_panel(cmp, None))
+    text = " ".join(buf.getvalue().replace("│", " ").split())
+    assert "not a significant difference" in text and "What to conclude" in text
+    assert "cannot say which rule is better" in text
+    assert "Judged on 198 prompts no policy trained on" in text
+    assert text.count("word") == 60  # the rejected response shown whole
+    assert "better than SmolLM2 (the whole interval is above 50%)" in text
