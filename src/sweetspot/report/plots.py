@@ -391,10 +391,19 @@ def fig_grid_heatmaps(grids: Mapping[int, np.ndarray], label: str, center: float
         lo, hi = center - span, center + span
     power, spec = cell_labels(values)
     scale = 10.0**power
-    cell = 0.62  # inches per square: room for four characters at 8 pt
-    width = max(2.6, cell * len(cols) + 1.3)
-    height = max(2.2, cell * len(rows) + 1.6)
-    fig, axes = plt.subplots(1, len(ns), figsize=(width * len(ns) + 1.2, height), squeeze=False)
+    # panels three to a row; squares as large as a 10-inch page row allows, at most 0.62 inch
+    # (room for four characters at 8 pt)
+    per_row = min(3, len(ns))
+    n_rows = -(-len(ns) // per_row)
+    cell = min(0.62, 8.6 / per_row / (len(cols) + 1.6))
+    width = per_row * (cell * len(cols) + 1.3) + 1.2
+    height = n_rows * (cell * len(rows) + 1.5)
+    fig, grid = plt.subplots(
+        n_rows, per_row, figsize=(width, max(2.4, height)), squeeze=False, layout="constrained"
+    )
+    axes = [list(grid.flat)]
+    for ax in axes[0][len(ns) :]:
+        ax.axis("off")
     image = None
     for ax, n in zip(axes[0], ns):
         g = grids[n][np.ix_(rows, cols)]
@@ -416,7 +425,7 @@ def fig_grid_heatmaps(grids: Mapping[int, np.ndarray], label: str, center: float
         from matplotlib.ticker import FuncFormatter
 
         unit = f" (×10{_superscript(power)})" if power else ""
-        bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.85, label=label + unit)
+        bar = fig.colorbar(image, ax=axes[0], shrink=0.85, label=label + unit)
         bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / scale:g}"))
     return fig
 
