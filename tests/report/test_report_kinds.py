@@ -117,3 +117,11 @@ def test_reward_panels_are_titled_by_the_prompt_text():
     assert "(n = 12)" in titles[0] and "aaaaaaaa" not in titles[0]
     assert titles[1].startswith("prompt bbbbbbbb")  # no text known: the id
     assert plots.prompt_title("word " * 40, "x").count("\n") == 1  # two lines at most
+
+
+def test_min_z_ticks_do_not_print_over_n():
+    rng = np.random.default_rng(1)
+    fig = plots.fig_min_z({f"p{i}": rng.normal(size=32) for i in range(5)})
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert "32" in labels and "30" not in labels  # 30 would print over 32
+    assert labels == sorted(labels, key=float)

@@ -201,7 +201,8 @@ def fig_min_z(rewards: Mapping[str, np.ndarray], seed: int = 0):
     if not rewards:
         return None
     n_max = max(len(r) for r in rewards.values())
-    ms = sorted({m for m in M_GRID if m <= n_max} | ({n_max} if n_max >= 2 else set()))
+    # the grid's m below n, and n itself; a grid value within 20% of n would print over it
+    ms = sorted({m for m in M_GRID if m * 1.2 <= n_max} | ({n_max} if n_max >= 2 else set()))
     obs = observed_min_z(rewards, ms, seed=seed)
     if not obs:
         return None
@@ -225,7 +226,9 @@ def fig_min_z(rewards: Mapping[str, np.ndarray], seed: int = 0):
     ax.set_xscale("log")
     ax.set_xlabel("m = samples per prompt")
     ax.set_ylabel("z of the minimum")
-    ticks = sorted(set(ms) | {m for m in (5, 20, 60, 200, 400) if m <= grid.max()})
+    ticks = sorted(
+        set(ms) | {m for m in (5, 20, 60, 200, 400) if m <= grid.max() and m > n_max * 1.2}
+    )
     ax.set_xticks(ticks)
     ax.set_xticklabels([str(m) for m in ticks], fontsize=8)
     ax.minorticks_off()
