@@ -1,6 +1,8 @@
 """Every example config, broken one field at a time - a wrong type, an unknown name, a value out
 of range, a reference to something absent - and run through the installed command (`sweetspot
-run` or `sweetspot sweep`): each one stops with exit code 2 and a message, never a traceback."""
+run` or `sweetspot sweep`): each one stops with exit code 2 and a message that names the broken
+field or value, never a traceback. (Offline, the GPU examples' hub models are absent too: a
+field the run checks only after loading them shows up here as refused for another reason.)"""
 
 from __future__ import annotations
 
@@ -114,8 +116,10 @@ def _run_broken(
         return f"{example.name} {label}: traceback: {text.strip().splitlines()[-1]}"
     if res.returncode != 2:
         return f"{example.name} {label}: exit {res.returncode}: {text.strip()[-300:]}"
-    if "error" not in res.stderr.lower() and "invalid" not in res.stderr.lower():
-        return f"{example.name} {label}: exit 2 without a message"
+    key = label.split(":")[0].split(".")[-1]
+    names = (key, key.replace("_", "-"), "no-such-name", ABSENT, "999")
+    if not any(name in res.stderr for name in names):  # refused, but for another reason
+        return f"{example.name} {label}: the message names another thing: {res.stderr[-300:]}"
     return None
 
 

@@ -54,3 +54,10 @@ def test_offline_flag_read_in_process(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(InputError, match="HF_HUB_OFFLINE"):
         check_hub_model("someone/not-cached-anywhere")
+
+
+def test_a_model_path_that_does_not_exist_fails_at_once(tmp_path):
+    with pytest.raises(InputError, match="no such model folder"):
+        check_hub_model(str(tmp_path / "absent"))
+    with pytest.raises(InputError, match="no such model folder"):
+        check_hub_model("./absent-model-folder")

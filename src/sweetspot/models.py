@@ -26,12 +26,16 @@ def is_builtin(name: str) -> bool:
 
 
 def check_hub_model(name: str) -> None:
-    """Fail at once, with one message, when ``name`` is a hub id that cannot be loaded: not in
-    the local Hugging Face cache and either ``HF_HUB_OFFLINE`` is set or the hub does not answer
-    within a few seconds (the libraries themselves retry for about a minute before failing).
-    Local folders, names that are not hub ids and cached models pass; a hub that answers (even
-    "not found", which the loader then reports) passes."""
-    if not HUB_ID.match(name) or Path(name).expanduser().exists():
+    """Fail at once, with one message, when ``name`` is a folder path that does not exist, or a
+    hub id that cannot be loaded: not in the local Hugging Face cache and either
+    ``HF_HUB_OFFLINE`` is set or the hub does not answer within a few seconds (the libraries
+    themselves retry for about a minute before failing). Existing folders, names that are not
+    hub ids and cached models pass; a hub that answers (even "not found", which the loader then
+    reports) passes."""
+    path = Path(name).expanduser()
+    if name.startswith(("/", "./", "../", "~")) and not path.exists():
+        raise InputError(f"no such model folder: {name}", field="model")
+    if not HUB_ID.match(name) or path.exists():
         return
     try:
         from huggingface_hub import constants, try_to_load_from_cache
