@@ -139,3 +139,20 @@ def test_split_selects_rows_of_a_file(tmp_path):
     (tmp_path / "plain.jsonl").write_text('{"prompt": "a"}\n')
     with pytest.raises(InputError, match="no 'split' field"):
         load_prompts(tmp_path / "plain.jsonl", split="eval")
+
+
+def test_split_expression_joins_and_slices_splits(tmp_path):
+    """As in 🤗 datasets: `eval+train[2:]` is every eval row and the train rows after the
+    first two, each row keeping its own split."""
+    path = tmp_path / "p.jsonl"
+    rows = [{"prompt": f"q{i}", "split": "eval" if i % 3 == 0 else "train"} for i in range(9)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    t = load_prompts(path, split="eval+train[2:]")
+    texts = [m[-1]["content"] for m in t.column("messages").to_pylist()]
+    assert texts == ["q0", "q3", "q6", "q4", "q5", "q7", "q8"]
+    assert t.column("split").to_pylist() == ["eval"] * 3 + ["train"] * 4
+    assert load_prompts(path, split="train[:2]").num_rows == 2
+    with pytest.raises(InputError, match="no rows with split 'test'"):
+        load_prompts(path, split="eval+test[1:]")
+    with pytest.raises(InputError, match="cannot read split"):
+        load_prompts(path, split="train[a:b]")

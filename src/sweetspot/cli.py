@@ -79,6 +79,7 @@ app = typer.Typer(
         "sample -> score -> pair -> train -> evaluate."
     ),
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,

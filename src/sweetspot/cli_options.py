@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -34,6 +35,17 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
 EXECUTION_NOTE = "Execution setting: never changes the output."
+
+
+def _help(info: Any, execution: bool) -> str:
+    """A field's help: its description (YAML's ``null`` for Python's None), and, for an
+    execution setting, the note saying so (a field's own ``execution_note`` where the plain
+    one would not be true for every backend)."""
+    text = re.sub(r"\bNone\b", "null", (info.description or "").strip())
+    if execution:
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        text = f"{text} {extra.get('execution_note', EXECUTION_NOTE)}".strip()
+    return text
 
 
 @dataclass(frozen=True)
@@ -106,14 +118,18 @@ def model_options(
     names: dict[str, list[str]] | None = None,
     execution: Iterable[str] = (),
     prefix: tuple[str, ...] = (),
+    defaults: dict[str, Any] | None = None,
+    switches: Iterable[str] = (),
 ) -> tuple[list[inspect.Parameter], list[GeneratedOption]]:
     """The typer parameters for the fields of ``model`` (less ``exclude``), and how to map the
     values back. ``names`` gives a field other spellings (``{"learning_rate": ["--lr"]}``;
-    the first replaces the generated one); fields in ``execution`` say so in their help."""
+    the first replaces the generated one); fields in ``execution`` say so in their help;
+    ``defaults`` are the command's own defaults where they differ from the model's (shown as the
+    default); boolean fields in ``switches`` are a plain ``--flag`` that turns them on."""
     import typer
 
-    names = names or {}
-    exclude, execution = set(exclude), set(execution)
+    names, defaults = names or {}, defaults or {}
+    exclude, execution, switches = set(exclude), set(execution), set(switches)
     params: list[inspect.Parameter] = []
     opts: list[GeneratedOption] = []
     for fname, info in model.model_fields.items():
@@ -125,10 +141,8 @@ def model_options(
         tp, optional = _strip_optional(info.annotation)
         origin = typing.get_origin(tp)
         required = info.is_required() and not prefix
-        help_text = (info.description or "").strip()
-        if fname in execution:
-            help_text = f"{help_text} {EXECUTION_NOTE}".strip()
-        default = _default(info)
+        help_text = _help(info, fname in execution)
+        default = defaults[key] if key in defaults else _default(info)
 
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             if optional:
@@ -147,15 +161,19 @@ def model_options(
                     )
                 )
                 opts.append(GeneratedOption(dest, path, flag, "toggle"))
-            sub_params, sub_opts = model_options(tp, names=names, prefix=path)
+            sub_params, sub_opts = model_options(
+                tp, names=names, prefix=path, defaults=defaults, switches=switches
+            )
             params += sub_params
             opts += sub_opts
             continue
 
         decls = list(names.get(key, names.get(fname, [])))
+        switch = False
         if tp is bool:
             main = decls[0] if decls else _flag("_".join(path))
-            decl = f"{main}/--no-{main[2:]}"
+            switch = key in switches and not default
+            decl = main if switch else f"{main}/--no-{main[2:]}"
             annotation, kind, metavar = bool, "flag", ""
             decls = [decl]
             default = bool(default)
@@ -205,7 +223,7 @@ def model_options(
                     *decls,
                     help=help_text,
                     metavar=metavar,
-                    show_default=default is not None and default != [],
+                    show_default=default is not None and default != [] and not switch,
                 ),
             )
         )

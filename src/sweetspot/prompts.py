@@ -4,6 +4,7 @@ dedupe by prompt id, shuffle with a seed, limit; write a stage's ``prompts.parqu
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,9 @@ def load_prompts(
         "source_row": pa.array([source_rows[i] for i in order], pa.int64()),
     }
     if split is not None:
-        cols["split"] = pa.array([split] * len(order), pa.string())
+        # each row's own split (a split expression such as eval+train[48:] joins several)
+        own = [rows[source_rows[i]].get("split", split) if local else split for i in order]
+        cols["split"] = pa.array(own, pa.string())
     meta = {
         META_DUPLICATES: str(len(positions) - len(ids)).encode(),
         META_SOURCE_ROWS: str(len(positions)).encode(),
@@ -111,17 +114,39 @@ def _read_source(source: str | os.PathLike, split: str | None) -> tuple[list[dic
     return rows, list(range(1, len(rows) + 1)), f"{source} (split {split or 'train'})", False
 
 
+_SPLIT_TERM = re.compile(r"^\s*([^\[\]+]+?)\s*(?:\[\s*(-?\d*)\s*:\s*(-?\d*)\s*\])?\s*$")
+
+
 def _select_split(rows: list[dict], split: str, where: str) -> list[int]:
-    """The positions of the rows of a file whose ``split`` field is ``split``."""
+    """The positions of the rows of a file whose ``split`` field is ``split``.
+
+    As in 🤗 datasets' split syntax, ``split`` may join terms with ``+`` and slice a split's rows
+    in file order: ``eval+train[48:]`` is every eval row and the train rows after the first 48.
+    """
     if not any("split" in r for r in rows):
         raise InputError(
             f"no 'split' field to select {split!r} from (leave the split out to use every row)",
             file=where,
             field="split",
         )
-    keep = [k for k, r in enumerate(rows) if r.get("split") == split]
+    keep: list[int] = []
+    for term in split.split("+"):
+        m = _SPLIT_TERM.match(term)
+        if m is None:
+            raise InputError(
+                f"cannot read split {split!r} (write NAME, NAME[A:B] or terms joined by '+')",
+                file=where,
+                field="split",
+            )
+        name, start, stop = m.groups()
+        of_split = [k for k, r in enumerate(rows) if r.get("split") == name]
+        if not of_split:
+            raise InputError(f"no rows with split {name!r}", file=where, field="split")
+        if m.group(2) is not None:
+            of_split = of_split[int(start) if start else None : int(stop) if stop else None]
+        keep += [k for k in of_split if k not in keep]
     if not keep:
-        raise InputError(f"no rows with split {split!r}", file=where, field="split")
+        raise InputError(f"split {split!r} selects no rows", file=where, field="split")
     return keep
 
 

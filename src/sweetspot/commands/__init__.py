@@ -57,16 +57,26 @@ def stage_command(
     names: dict[str, list[str]] | None = None,
     exclude: tuple[str, ...] = (),
     extra: list[inspect.Parameter] | None = None,
+    defaults: dict[str, Any] | None = None,
+    switches: tuple[str, ...] = (),
     lock: Callable[[dict[str, Any]], Path | None] | None = None,
     lock_beside: bool = False,
 ) -> Callable[..., Any]:
     """A typer command for ``spec``: ``io`` options first, then one option per config field
     (less ``exclude``), then ``--config``. ``body(make_cfg, **io_values)`` does the work;
-    ``make_cfg(defaults)`` builds the config from the YAML and the options given, over
-    ``defaults``. ``lock(io_values)`` names the folder the command writes: it is locked while
+    ``make_cfg()`` builds the config from ``defaults`` (the command's own, shown in ``--help``),
+    the YAML and the options given, in that order; ``switches`` are boolean fields given as a
+    plain ``--flag``. ``lock(io_values)`` names the folder the command writes: it is locked while
     the command runs (``sweetspot.lock``; ``lock_beside`` for an output replaced whole)."""
     model = spec.config_model
-    params, opts = model_options(model, exclude=exclude, names=names, execution=spec.execution)
+    params, opts = model_options(
+        model,
+        exclude=exclude,
+        names=names,
+        execution=spec.execution,
+        defaults=defaults,
+        switches=switches,
+    )
     config_opt = option(
         "config_file",
         None,
@@ -93,8 +103,8 @@ def stage_command(
             else contextlib.nullcontext()
         )
         with held:
-            body(  # make_cfg(defaults): the command's own defaults, under what the user gave
-                lambda defaults=None: build_config(model, merge(defaults or {}, data), opts),
+            body(  # make_cfg(): the command's own defaults, under what the user gave
+                lambda: build_config(model, merge(defaults or {}, data), opts),
                 _given=_given,
                 **own,
             )

@@ -76,6 +76,7 @@ evaluate = stage_command(
     ],
     _body,
     lock=lambda io: io["output"],
+    names={"max_prompts": ["--limit", "--max-prompts"]},  # --limit, as for the prompts elsewhere
     doc="""Judge the trained policy against a baseline on held-out prompts.
 
 Generates one response per prompt from the policy and the baseline, judges each pair with a
@@ -141,8 +142,10 @@ def print_summary(summary: dict[str, Any], folder: Path | None = None) -> None:
     table.add_row("judge", summary["judge"])
     if summary.get("judge_kind") == "llm":
         _llm_judge_rows(table, summary)
+    from sweetspot.tables import print_table
+
     console = Console()
-    console.print(table)
+    print_table(console, table, whole=(0, 1))
     style = "bold yellow" if summary["judge_is_train_reward"] else "dim"
     console.print(summary["note"], style=style)
     if summary.get("lc_note"):

@@ -16,7 +16,7 @@ from sweetspot.stages import PAIR
 def _body(make_cfg, *, _given: set[str], input: Path, output: Path | None) -> None:
     from sweetspot.pairs import run_pair
 
-    cfg = make_cfg({"progress": True})  # a bar on the command line unless --no-progress
+    cfg = make_cfg()
     if output is None:
         if input.is_dir() and (input / "samples").is_dir():
             output = input / "pairs"
@@ -51,6 +51,7 @@ pair = stage_command(
     ],
     _body,
     names={"strategies": ["--strategy", "-s"]},
+    defaults={"progress": True},  # a bar on the command line unless --no-progress
     lock=lambda io: io["output"] or (io["input"] if io["input"].is_dir() else None),
     doc="""Pick (chosen, rejected) pairs from each prompt's reward distribution.
 
@@ -84,7 +85,9 @@ def print_summary(results: dict[str, dict], output: Path, console: Console) -> N
             _fmt(s["rejected_z"].get("mean")),
             _fmt(s["margin"].get("mean"), ".4g"),
         )
-    console.print(table)
+    from sweetspot.tables import print_table
+
+    print_table(console, table, whole=(0, 1))  # strategy names and specs printed whole
     pool = next(iter(results.values()))["pool"]
     norm = pool["normality"]
     drops = ", ".join(f"{k} {v}" for k, v in pool["responses_dropped"].items() if v) or "none"

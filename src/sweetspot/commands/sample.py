@@ -70,6 +70,7 @@ def _command():
         SAMPLE,
         io,
         _body,
+        switches=("force",),
         lock=lambda io: io["output"],
         doc="""Sample N responses per prompt from a policy into Parquet shards under --output.
 

@@ -49,8 +49,7 @@ class PairConfig(BaseModel):
     )
     progress: bool = Field(
         False,
-        description="Show a progress bar over the passes through the input files (execution "
-        "only: never changes the pairs).",
+        description="Show a progress bar over the passes through the input files.",
     )
 
     @field_validator("strategies")

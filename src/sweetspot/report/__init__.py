@@ -14,7 +14,16 @@ import numpy as np
 
 from sweetspot.errors import InputError
 from sweetspot.report import plots
-from sweetspot.report.data import RoundData, RunInfo, load_run, rewards_by_prompt, run_info
+from sweetspot.report.data import (
+    RoundData,
+    RunInfo,
+    has_content,
+    load_round,
+    load_run,
+    prompt_texts,
+    rewards_by_prompt,
+    run_info,
+)
 from sweetspot.report.html import Section, fig_to_png, render_page
 
 __all__ = ["FIGURE_IDS", "write_report", "win_rates"]
@@ -55,7 +64,8 @@ def _manifest(run_dir: Path) -> dict:
 
 
 def _overview(rounds: list[RoundData], train_on: str | None) -> Section:
-    head = ["round", "prompts scored", "samples scored", "pairs kept", "final DPO loss", "win rate"]
+    kind = "round" if all(rd.label.startswith("round-") for rd in rounds) else "folder"
+    head = [kind, "prompts scored", "samples scored", "pairs kept", "final DPO loss", "win rate"]
     rows = []
     for rd in rounds:
         rewards = rewards_by_prompt(rd.scores) if rd.scores is not None else {}
@@ -71,7 +81,7 @@ def _overview(rounds: list[RoundData], train_on: str | None) -> Section:
             wr_text = f"{v:.1f}%" + (f" [{lo:.1f}, {hi:.1f}]" if lo is not None else "")
         rows.append(
             [
-                f"round-{rd.index}",
+                rd.label,
                 str(len(rewards)) if rewards else "—",
                 str(rd.scores.num_rows) if rd.scores is not None else "—",
                 kept,
@@ -109,7 +119,7 @@ def _shared_rejected(rounds: list[RoundData]) -> str:
             )
             at = f" (n = {n})" if n else ""
             parts.append(
-                f"round-{rd.index}{at}: sweet-spot and conventional reject the same response "
+                f"{rd.label}{at}: sweet-spot and conventional reject the same response "
                 f"on {k} of {len(both)} prompts."
             )
     return (" " + " ".join(parts)) if parts else ""
@@ -128,7 +138,7 @@ def _build_sections(rounds: list[RoundData], info: RunInfo, seed: int) -> list[S
     scored = [rd for rd in rounds if rd.scores is not None and rd.scores.num_rows]
     first = scored[0] if scored else None
     rewards = rewards_by_prompt(first.scores) if first else {}
-    where = f" (round-{first.index})" if first else ""
+    where = f" ({first.label})" if first and multi else ""
 
     sections.append(
         _figure(
@@ -137,7 +147,9 @@ def _build_sections(rounds: list[RoundData], info: RunInfo, seed: int) -> list[S
             "Each panel is one prompt's n rewards. Lines mark the seven positions of the paper: "
             f"min, μ−2σ, μ−σ, μ, μ+σ, μ+2σ, max (σ with ddof {info.ddof:g}, as the pairs). The "
             "sweet-spot rejected response is the one nearest μ−2σ.",
-            plots.fig_reward_distributions(rewards, seed=seed, ddof=info.ddof),
+            plots.fig_reward_distributions(
+                rewards, seed=seed, ddof=info.ddof, texts=prompt_texts(first.path) if first else {}
+            ),
             "No scored samples yet (scores/ is missing or empty).",
         )
     )
@@ -146,7 +158,7 @@ def _build_sections(rounds: list[RoundData], info: RunInfo, seed: int) -> list[S
     for rd in rounds:
         for name, t in rd.pairs.items():
             if "chosen_z" in t.column_names and "rejected_z" in t.column_names:
-                label = f"round-{rd.index} · {name}" if multi else name
+                label = f"{rd.label} · {name}" if multi else name
                 zdata[label] = {
                     "chosen_z": t.column("chosen_z").to_numpy(zero_copy_only=False),
                     "rejected_z": t.column("rejected_z").to_numpy(zero_copy_only=False),
@@ -182,7 +194,7 @@ def _build_sections(rounds: list[RoundData], info: RunInfo, seed: int) -> list[S
     for rd in rounds:
         for name, stats in rd.pair_stats.items():
             counts = {"kept": int(stats.get("pairs_out") or 0), **(stats.get("dropped") or {})}
-            outcomes[f"round-{rd.index} · {name}" if multi else name] = counts
+            outcomes[f"{rd.label} · {name}" if multi else name] = counts
     sections.append(
         _figure(
             "drops",
@@ -195,7 +207,7 @@ def _build_sections(rounds: list[RoundData], info: RunInfo, seed: int) -> list[S
         )
     )
 
-    logs = {f"round-{rd.index}": rd.train_log for rd in rounds if rd.train_log}
+    logs = {rd.label: rd.train_log for rd in rounds if rd.train_log}
     sections.append(
         _figure(
             "training",
@@ -211,13 +223,13 @@ def _build_sections(rounds: list[RoundData], info: RunInfo, seed: int) -> list[S
     judges = []
     for rd in rounds:
         for metric, v, lo, hi in win_rates(rd.eval_summary):
-            rates.append((f"round-{rd.index}", metric, v, lo, hi))
+            rates.append((rd.label, metric, v, lo, hi))
         if rd.eval_summary:
             judge, note = rd.eval_summary.get("judge"), rd.eval_summary.get("note")
             if judge or note:
-                judges.append(f"round-{rd.index}: " + (note or f"judge {judge}."))
+                judges.append(f"{rd.label}: " + (note or f"judge {judge}."))
             if rd.eval_summary.get("lc_note"):
-                judges.append(f"round-{rd.index}: {rd.eval_summary['lc_note']}")
+                judges.append(f"{rd.label}: {rd.eval_summary['lc_note']}")
     win = _figure(
         "win-rates",
         "Win rate against the baseline",
@@ -237,8 +249,36 @@ def _build_sections(rounds: list[RoundData], info: RunInfo, seed: int) -> list[S
     return sections
 
 
+NOTHING = (
+    "nothing to report: no scores, pairs, training log or evaluation here (report reads a folder "
+    "written by `sweetspot sample`/`score`/`pair`, `sweetspot run` or `sweetspot sweep`)"
+)
+
+
+def _sweep_meta(run_dir: Path) -> str:
+    data = json.loads((run_dir / "sweep.json").read_text(encoding="utf-8"))
+    cells = data.get("cells") or []
+    ns = sorted({int(c["n"]) for c in cells if "n" in c})
+    strategies = list(dict.fromkeys(c.get("strategy") for c in cells if c.get("strategy")))
+    trained = sum(1 for c in cells if c.get("trained"))
+    return (
+        f"sweep {run_dir.resolve()} · n = {', '.join(map(str, ns)) or '—'} · "
+        f"{len(strategies)} strateg{'y' if len(strategies) == 1 else 'ies'} · "
+        f"{len(cells)} cells, {trained} trained"
+    )
+
+
+def _stages_done(run_dir: Path) -> int:
+    stages = _manifest(run_dir).get("stages", {})
+    return sum(1 for s in stages.values() if s.get("status") == "done")
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int = 0) -> Path:
-    """Write ``RUN_DIR/report.html`` (or ``out``) from whatever the run holds; return its path."""
+    """Write ``RUN_DIR/report.html`` (or ``out``) from whatever the folder holds; return its path.
+
+    The folder is a sweep (``sweep.json``), a run (``round-<t>/`` folders) or a stage folder (the
+    files ``sweetspot sample``, ``score``, ``pair``, ``train`` and ``evaluate`` write, found
+    through the stage declarations); one holding nothing to report is an ``InputError``."""
     from sweetspot.deps import require
 
     run_dir = Path(run_dir)
@@ -247,20 +287,38 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int =
     require("matplotlib", what="the HTML report")
     info = run_info(run_dir)
     rounds = load_run(run_dir, info)
-    sections = _build_sections(rounds, info, seed)
     if (run_dir / "sweep.json").exists():  # a sweep: its sections, and its pool's rewards
-        from sweetspot.report.data import load_round
         from sweetspot.report.sweep import sweep_sections
 
-        pool = _build_sections([load_round(0, run_dir / "pool", info)], info, seed)
-        sections = [*sweep_sections(run_dir), *(s for s in pool if s.id == "rewards")]
-    manifest = _manifest(run_dir)
-    done = sum(1 for s in manifest.get("stages", {}).values() if s.get("status") == "done")
-    meta = (
-        f"run {run_dir.resolve()} · {len(rounds)} round(s) · {done} stage(s) done · "
-        f"written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"
-    )
-    page = render_page("sweetspot run report", meta, sections)
+        pool = load_round(0, run_dir / "pool", info, label="pool")
+        pool_sections = _build_sections([pool], info, seed)
+        sections = [*sweep_sections(run_dir), *(s for s in pool_sections if s.id == "rewards")]
+        title, meta = "sweetspot sweep report", _sweep_meta(run_dir)
+    elif rounds and any(has_content(rd) for rd in rounds):
+        sections = _build_sections(rounds, info, seed)
+        title = "sweetspot run report"
+        meta = (
+            f"run {run_dir.resolve()} · {len(rounds)} round{'s' if len(rounds) != 1 else ''} · "
+            f"{_stages_done(run_dir)} stage(s) done"
+        )
+    else:
+        folder = load_round(0, run_dir, info, label=run_dir.name or str(run_dir))
+        if not has_content(folder):
+            raise InputError(NOTHING, file=str(run_dir))
+        sections = _build_sections([folder], info, seed)
+        title = "sweetspot stage folder report"
+        meta = f"stage folder {run_dir.resolve()} · " + ", ".join(
+            part
+            for part in (
+                f"{folder.scores.num_rows} scored samples" if folder.scores is not None else "",
+                f"pairs: {', '.join(folder.pairs)}" if folder.pairs else "",
+                "trained" if folder.train_log else "",
+                "evaluated" if folder.eval_summary else "",
+            )
+            if part
+        )
+    meta += f" · written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"
+    page = render_page(title, meta, sections)
     path = Path(out) if out is not None else run_dir / "report.html"
     from sweetspot.io import write_text_atomic
 

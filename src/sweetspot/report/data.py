@@ -23,6 +23,8 @@ class RoundData:
 
     index: int
     path: Path
+    label: str = ""
+    """How the page names it: ``round-<t>``, or the folder's name for a stage folder."""
     scores: pa.Table | None = None
     pairs: dict[str, pa.Table] = field(default_factory=dict)
     pair_stats: dict[str, dict] = field(default_factory=dict)
@@ -110,15 +112,41 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def load_round(index: int, path: Path, info: RunInfo) -> RoundData:
+def pair_strategies(folder: Path) -> list[str]:
+    """The strategies whose statistics the pair stage wrote in ``folder`` (a folder without the
+    run's config, as ``sweetspot pair`` leaves it), in name order."""
+    from sweetspot.stages import PAIR
+
+    found = []
+    for stats in sorted(PAIR.path(folder, "pairs_dir").glob("*.json")):
+        name = stats.stem
+        data = _read_json(stats)
+        if isinstance(data, dict) and "pairs_out" in data:
+            found.append(name)
+    return found
+
+
+def _pairs_file(folder: Path, name: str, fmt: str) -> Path:
+    """A strategy's pairs file: the configured format, else whichever format exists."""
+    from sweetspot.stages import PAIR
+
+    path = PAIR.path(folder, "pairs", strategy=name, format=fmt)
+    for other in ("parquet", "jsonl"):
+        if not path.exists():
+            path = PAIR.path(folder, "pairs", strategy=name, format=other)
+    return path
+
+
+def load_round(index: int, path: Path, info: RunInfo, label: str | None = None) -> RoundData:
     """Load what one round holds (scores, pairs, training, evaluation), each file found by asking
-    its stage's declaration (``sweetspot.stages``)."""
+    its stage's declaration (``sweetspot.stages``). Without configured strategies, those the
+    pair stage wrote there are read."""
     from sweetspot.stages import EVALUATE, PAIR, SCORE, TRAIN
 
-    rd = RoundData(index=index, path=path)
+    rd = RoundData(index=index, path=path, label=label or f"round-{index}")
     rd.scores = _read_folder(SCORE.path(path, "scores"), ["prompt_id", "sample_idx", "reward"])
-    for name in info.strategies:
-        table = PAIR.path(path, "pairs", strategy=name, format=info.format)
+    for name in info.strategies or pair_strategies(path):
+        table = _pairs_file(path, name, info.format)
         if table.exists():
             rd.pairs[name] = read_table_file(table)
         stats = _read_json(PAIR.path(path, "stats", strategy=name))
@@ -130,6 +158,34 @@ def load_round(index: int, path: Path, info: RunInfo) -> RoundData:
     ev = _read_json(EVALUATE.path(path, "summary"))
     rd.eval_summary = ev if isinstance(ev, dict) else None
     return rd
+
+
+def has_content(rd: RoundData) -> bool:
+    """Whether a round holds anything the report can show."""
+    return bool(
+        (rd.scores is not None and rd.scores.num_rows)
+        or rd.pairs
+        or rd.pair_stats
+        or rd.train_log
+        or rd.eval_summary
+    )
+
+
+def prompt_texts(folder: Path) -> dict[str, str]:
+    """Each prompt's text (its last user message) from the folder's prompts file, by id."""
+    from sweetspot.stages import PROMPTS
+
+    path = PROMPTS.path(folder, "prompts")
+    if not path.exists():
+        return {}
+    table = read_table_file(path, ["prompt_id", "messages"])
+    out = {}
+    for pid, msgs in zip(
+        table.column("prompt_id").to_pylist(), table.column("messages").to_pylist()
+    ):
+        users = [m.get("content") or "" for m in msgs or [] if m.get("role") == "user"]
+        out[pid] = users[-1] if users else ""
+    return out
 
 
 def load_run(run_dir: Path, info: RunInfo | None = None) -> list[RoundData]:

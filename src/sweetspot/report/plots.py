@@ -31,6 +31,40 @@ def MaxNLocator(**kw):  # noqa: N802 - matplotlib's class, imported lazily
     return _Locator(**kw)
 
 
+def n_axis(ax, ns: Sequence[float]) -> None:
+    """An x axis of samples per prompt: ticks at the n values and nowhere else, labelled as
+    plain numbers; logarithmic only when the n values span more than a factor of 3 (a single n,
+    or a narrow range, gets a linear axis centred on them)."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    ns = sorted({float(n) for n in ns})
+    lo, hi = ns[0], ns[-1]
+    if hi / lo > 3:
+        ax.set_xscale("log")
+        ax.set_xlim(lo / 1.35, hi * 1.35)
+    else:
+        pad = max((hi - lo) * 0.15, 0.5 * lo if len(ns) == 1 else 1.0)
+        ax.set_xlim(lo - pad, hi + pad)
+    ax.xaxis.set_major_locator(FixedLocator(ns))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{n:g}" for n in ns])
+
+
+def prompt_title(text: str | None, fallback: str, width: int = 44, lines: int = 2) -> str:
+    """A prompt's text as a figure title: whitespace collapsed, wrapped to ``lines`` lines of
+    ``width`` characters, cut with an ellipsis; ``fallback`` (the prompt id) when no text."""
+    import textwrap
+
+    text = " ".join((text or "").split())
+    if not text:
+        return f"prompt {fallback[:8]}…"
+    parts = textwrap.wrap(text, width)
+    if len(parts) > lines:
+        parts = parts[:lines]
+        parts[-1] = parts[-1][: width - 1].rstrip() + "…"
+    return "\n".join(parts)
+
+
 def position_values(rewards: np.ndarray, ddof: float = 0) -> list[float]:
     """The seven positions (min, μ−2σ, μ−σ, μ, μ+σ, μ+2σ, max) of one prompt's rewards."""
     mu = float(np.mean(rewards))
@@ -56,16 +90,21 @@ def pick_prompts(rewards: Mapping[str, np.ndarray], k: int = 6, seed: int = 0) -
 
 
 def fig_reward_distributions(
-    rewards: Mapping[str, np.ndarray], k: int = 6, seed: int = 0, ddof: float = 0
+    rewards: Mapping[str, np.ndarray],
+    k: int = 6,
+    seed: int = 0,
+    ddof: float = 0,
+    texts: Mapping[str, str] | None = None,
 ):
-    """Small multiples: each sampled prompt's rewards, the seven positions marked."""
+    """Small multiples: each sampled prompt's rewards, the seven positions marked; each panel
+    titled by its prompt's text (``texts``: prompt id -> text)."""
     ids = pick_prompts(rewards, k, seed)
     if not ids:
         return None
     plt = _plt()
     cols = min(3, len(ids))
     rows = (len(ids) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax, pid in zip(axes.flat, ids):
         r = rewards[pid]
         ax.hist(r, bins=min(30, max(5, len(r) // 2)), color="#9ecae1", edgecolor="white")
@@ -73,7 +112,8 @@ def fig_reward_distributions(
             ax.axvline(
                 val, color=color, lw=1.6, ls="-" if name in ("min", "max") else "--", label=name
             )
-        ax.set_title(f"prompt {pid[:8]}… (n = {len(r)})", fontsize=9)
+        title = prompt_title((texts or {}).get(pid), pid)
+        ax.set_title(f"{title} (n = {len(r)})", fontsize=8.5)
         ax.set_xlabel("reward", fontsize=8)
         ax.set_ylabel("responses", fontsize=8)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -161,7 +201,8 @@ def fig_min_z(rewards: Mapping[str, np.ndarray], seed: int = 0):
     if not rewards:
         return None
     n_max = max(len(r) for r in rewards.values())
-    ms = sorted({m for m in M_GRID if m <= n_max} | ({n_max} if n_max >= 2 else set()))
+    # the grid's m below n, and n itself; a grid value within 20% of n would print over it
+    ms = sorted({m for m in M_GRID if m * 1.2 <= n_max} | ({n_max} if n_max >= 2 else set()))
     obs = observed_min_z(rewards, ms, seed=seed)
     if not obs:
         return None
@@ -185,7 +226,9 @@ def fig_min_z(rewards: Mapping[str, np.ndarray], seed: int = 0):
     ax.set_xscale("log")
     ax.set_xlabel("m = samples per prompt")
     ax.set_ylabel("z of the minimum")
-    ticks = sorted(set(ms) | {m for m in (5, 20, 60, 200, 400) if m <= grid.max()})
+    ticks = sorted(
+        set(ms) | {m for m in (5, 20, 60, 200, 400) if m <= grid.max() and m > n_max * 1.2}
+    )
     ax.set_xticks(ticks)
     ax.set_xticklabels([str(m) for m in ticks], fontsize=8)
     ax.minorticks_off()
@@ -316,36 +359,77 @@ def fig_win_rates(rates: Sequence[tuple[str, str, float, float | None, float | N
     return fig
 
 
+def cell_labels(values: np.ndarray) -> tuple[int, str]:
+    """(power of ten, format) so that every value prints in at most 4 characters inside a
+    heatmap cell: values are divided by 10**power (the colour bar's label says so)."""
+    finite = np.abs(values[np.isfinite(values)])
+    top = float(finite.max()) if finite.size else 0.0
+    if top == 0.0 or 1.0 <= top < 1000.0:
+        return 0, ".0f" if top >= 100 else ".1f" if top >= 10 else ".2f"
+    power = int(np.floor(np.log10(top)))  # the largest value prints as d.dd, the others below
+    return power, ".2f"
+
+
+def _superscript(k: int) -> str:
+    return str(k).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
 def fig_grid_heatmaps(grids: Mapping[int, np.ndarray], label: str, center: float | None = None):
-    """Per n, a 7 x 7 matrix over the seven positions (rows: chosen, columns: rejected; NaN
-    where a cell has no value) drawn as an annotated heatmap; ``label`` names the value."""
+    """Per n, the chosen x rejected matrix over the seven positions (rows: chosen, columns:
+    rejected; NaN where a cell has no value) as an annotated heatmap; ``label`` names the value.
+    Only the positions some cell uses are drawn, the same rows and columns in every panel."""
     if not grids:
         return None
     plt = _plt()
     ns = sorted(grids)
-    fig, axes = plt.subplots(1, len(ns), figsize=(4.2 * len(ns) + 0.8, 4.3), squeeze=False)
-    values = np.concatenate([g[np.isfinite(g)] for g in grids.values()] or [np.zeros(1)])
-    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    stack = np.stack([grids[n] for n in ns])
+    rows = [i for i in range(7) if np.isfinite(stack[:, i, :]).any()]
+    cols = [j for j in range(7) if np.isfinite(stack[:, :, j]).any()]
+    if not rows or not cols:
+        return None
+    values = stack[np.isfinite(stack)]
+    lo, hi = float(values.min()), float(values.max())
     if center is not None:
         span = max(abs(hi - center), abs(center - lo), 1e-9)
         lo, hi = center - span, center + span
+    power, spec = cell_labels(values)
+    scale = 10.0**power
+    # panels three to a row; squares as large as a 10-inch page row allows, at most 0.62 inch
+    # (room for four characters at 8 pt)
+    per_row = min(3, len(ns))
+    n_rows = -(-len(ns) // per_row)
+    cell = min(0.62, 8.6 / per_row / (len(cols) + 1.6))
+    width = per_row * (cell * len(cols) + 1.3) + 1.2
+    height = n_rows * (cell * len(rows) + 1.5)
+    fig, grid = plt.subplots(
+        n_rows, per_row, figsize=(width, max(2.4, height)), squeeze=False, layout="constrained"
+    )
+    axes = [list(grid.flat)]
+    for ax in axes[0][len(ns) :]:
+        ax.axis("off")
     image = None
     for ax, n in zip(axes[0], ns):
-        g = grids[n]
+        g = grids[n][np.ix_(rows, cols)]
         image = ax.imshow(np.ma.masked_invalid(g), cmap="RdYlGn", vmin=lo, vmax=hi)
-        for i in range(7):
-            for j in range(7):
+        for i in range(len(rows)):
+            for j in range(len(cols)):
                 if np.isfinite(g[i, j]):
-                    ax.text(j, i, f"{g[i, j]:.3g}", ha="center", va="center", fontsize=7)
-        ax.set_xticks(range(7))
-        ax.set_xticklabels(POSITIONS, rotation=45, fontsize=8)
-        ax.set_yticks(range(7))
-        ax.set_yticklabels(POSITIONS, fontsize=8)
-        ax.set_xlabel("rejected")
-        ax.set_ylabel("chosen")
+                    ax.text(j, i, format(g[i, j] / scale, spec), ha="center", va="center",
+                            fontsize=8)  # fmt: skip
+        ax.set_xticks(range(len(cols)))
+        ax.set_xticklabels([POSITIONS[j] for j in cols], rotation=45 if len(cols) > 3 else 0,
+                           fontsize=8)  # fmt: skip
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([POSITIONS[i] for i in rows], fontsize=8)
+        ax.set_xlabel("rejected", fontsize=9)
+        ax.set_ylabel("chosen", fontsize=9)
         ax.set_title(f"n = {n}", fontsize=10)
     if image is not None:
-        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label=label)
+        from matplotlib.ticker import FuncFormatter
+
+        unit = f" (×10{_superscript(power)})" if power else ""
+        bar = fig.colorbar(image, ax=axes[0], shrink=0.85, label=label + unit)
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / scale:g}"))
     return fig
 
 
@@ -358,7 +442,8 @@ def fig_win_vs_n(curves: Mapping[str, Sequence[tuple[int, float, float | None, f
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for k, (name, pts) in enumerate(sorted(curves.items())):
         pts = sorted(pts)
-        xs = np.array([p[0] for p in pts], dtype=float) * (1 + 0.015 * (k - len(curves) / 2))
+        # strategies side by side at each n, a little apart so their intervals do not overlap
+        xs = np.array([p[0] for p in pts], dtype=float) * (1 + 0.03 * (k - (len(curves) - 1) / 2))
         ys = [p[1] for p in pts]
         err = [
             [max(0.0, p[1] - p[2]) if p[2] is not None else 0.0 for p in pts],
@@ -366,10 +451,7 @@ def fig_win_vs_n(curves: Mapping[str, Sequence[tuple[int, float, float | None, f
         ]
         ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=4, ms=5, label=name)
     ax.axhline(50, color="#888888", ls="--", lw=1)
-    ax.set_xscale("log")
-    ns = sorted({p[0] for pts in curves.values() for p in pts})
-    ax.set_xticks(ns)
-    ax.set_xticklabels([str(n) for n in ns])
+    n_axis(ax, [p[0] for pts in curves.values() for p in pts])
     ax.set_xlabel("samples per prompt n")
     ax.set_ylabel("win rate vs the starting policy, %")
     ax.set_ylim(0, 100)
@@ -388,7 +470,7 @@ def fig_min_drift(points: Sequence[tuple[int, float | None, float | None]]):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     ns = np.array([p[0] for p in points], dtype=float)
-    grid = np.unique(np.geomspace(max(2, ns.min()), ns.max(), 50).round())
+    grid = np.unique(np.geomspace(max(2, ns.min()), max(ns.max(), ns.min() + 1), 50).round())
     ax.plot(grid, blom_expected_min_z(grid), color="#555555", ls="--", label="Blom's expectation")
     ax.plot(
         ns, [p[1] for p in points], "o-", color=REJECTED_COLOR, label="observed (mean z of min)"
@@ -399,9 +481,7 @@ def fig_min_drift(points: Sequence[tuple[int, float | None, float | None]]):
             z = [p[1] for p in points if p[0] == n][0]
             ax.annotate(f"{100 * share:.0f}%", (n, z), textcoords="offset points", xytext=(4, 6),
                         fontsize=7)  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xticks(sorted(set(ns)))
-    ax.set_xticklabels([str(int(n)) for n in sorted(set(ns))])
+    n_axis(ax, ns)
     ax.set_xlabel("samples per prompt n")
     ax.set_ylabel("z of the minimum")
     ax.legend(fontsize=8, frameon=False)

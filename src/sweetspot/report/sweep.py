@@ -23,15 +23,20 @@ def _num(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _position_pair(spec: str | None) -> bool:
+    chosen, _, rejected = (spec or "").partition(":")
+    return chosen in POSITION_INDEX and rejected in POSITION_INDEX
+
+
 def grid_matrices(cells: list[dict], value: str) -> dict[int, np.ndarray]:
     """Per n, the 7 x 7 matrix of ``value`` over the cells whose spec is a pair of the seven
     positions (rows: chosen, columns: rejected); n without any such cell are left out."""
     out: dict[int, np.ndarray] = {}
     for c in cells:
         spec = c.get("spec") or ""
-        chosen, _, rejected = spec.partition(":")
-        if chosen not in POSITION_INDEX or rejected not in POSITION_INDEX:
+        if not _position_pair(spec):
             continue
+        chosen, _, rejected = spec.partition(":")
         if not _num(c.get(value)):
             continue
         g = out.setdefault(int(c["n"]), np.full((7, 7), np.nan))
@@ -70,10 +75,13 @@ def sweep_sections(run_dir: Path) -> list[Section]:
     title = "Chosen x rejected, per n"
     margins = grid_matrices(cells, "mean_margin")
     fig = plots.fig_grid_heatmaps(margins, "mean reward margin")
+    specs = {c.get("spec") for c in cells if _position_pair(c.get("spec"))}
+    whole = " (the paper's whole grid)" if len(specs) == 21 else ""
     sections.append(
-        Section("grid-heatmap", title, "The 21 pairs of the paper's seven positions (rows: "
-                "chosen, columns: rejected), one panel per n: the mean reward gap between the "
-                "chosen and the rejected response of each cell's pairs.", image=fig_to_png(fig))
+        Section("grid-heatmap", title, f"The {len(specs)} pairs of positions this sweep built"
+                f"{whole} (rows: chosen, columns: rejected; only the positions its strategies "
+                "use), one panel per n: the mean reward gap between the chosen and the rejected "
+                "response of each cell's pairs.", image=fig_to_png(fig))
         if fig is not None
         else Section("grid-heatmap", title, note="No grid cells (add `grid` to sweep.strategies).")
     )  # fmt: skip
@@ -83,7 +91,7 @@ def sweep_sections(run_dir: Path) -> list[Section]:
         sections.append(
             Section("grid-win-heatmap", "Win rate of the trained cells, chosen x rejected",
                     "Each trained cell's win rate against the starting policy (50% = no "
-                    "change); empty squares did not train.", image=fig_to_png(fig))
+                    "change); an empty square did not train.", image=fig_to_png(fig))
         )  # fmt: skip
 
     curves: dict[str, list] = {}

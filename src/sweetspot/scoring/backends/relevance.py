@@ -66,8 +66,12 @@ class RelevanceScorer(Scorer):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path, dtype=torch.float32).to(self.device).eval()
+        from sweetspot.quiet import quiet_hf
+
+        with quiet_hf():  # no "Loading weights" bar of transformers' own
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModel.from_pretrained(path, dtype=torch.float32)
+        self.model = model.to(self.device).eval()
         self.max_tokens_per_batch = max_tokens_per_batch
 
     @classmethod
