@@ -98,7 +98,7 @@ def test_short_help_and_what_each_help_says(sweetspot_bin):
     assert "[default: progress]" in _option_help(helps["pair"], "--progress")
     batch = _option_help(helps["sample"], "--batch-size")
     assert "Execution setting: never changes the output" not in batch
-    assert "ct2: changes what is sampled" in batch
+    assert "hf: execution only" in batch and "ct2: part of what is sampled" in batch
     assert "builtin:smollm2-135m-instruct" in _option_help(helps["sample"], "--model")
     assert _option_help(helps["sample"], "--force").startswith("--force Start the stage")
     assert "--limit, --max-prompts INT" in helps["evaluate"]

@@ -322,9 +322,31 @@ def parse_config(
     if not isinstance(data, dict):
         raise InputError("the config must be a YAML mapping of sections", file=file)
     try:
-        return model.model_validate(data)
+        cfg = model.model_validate(data)
     except ValidationError as e:
         raise _describe(e, lines or {}, file) from None
+    _check_local_references(cfg, file, lines or {})
+    return cfg
+
+
+def _check_local_references(cfg: RunConfig, file: str | None, lines: dict) -> None:
+    """A model folder or prompt file given as a local path must exist: the run stops before any
+    stage, naming the key (a hub id is looked up when its stage needs it)."""
+    from sweetspot.sampling.backends.base import looks_local
+
+    refs = {
+        ("policy", "model"): cfg.policy.model,
+        ("prompts", "source"): cfg.prompts.source,
+        ("prompts", "eval", "source"): cfg.prompts.eval.source,
+        ("scoring", "reward_model"): cfg.scoring.reward_model,
+    }
+    for key, value in refs.items():
+        if not isinstance(value, str) or value == BUILTIN_PROMPTS or value.startswith("builtin:"):
+            continue
+        if looks_local(value) and not Path(value).expanduser().exists():
+            name = ".".join(key)
+            raise InputError(f"{name}: no such file or folder: {value}", file=file,
+                             row=lines.get(key), field=name)  # fmt: skip
 
 
 def load_config(path: str | Path, model: type[RunConfig] = RunConfig) -> RunConfig:

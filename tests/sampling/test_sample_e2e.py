@@ -133,7 +133,7 @@ def test_bad_input_exit_2_and_shards_intact(tmp_path, tiny_lm_dir):
     assert r.returncode == 2 and "field 'question'" in r.stderr and "no such field" in r.stderr
 
     r = _cli("--prompts", f, "--model", tmp_path / "no-model", *common)
-    assert r.returncode == 2 and "model folder does not exist" in r.stderr
+    assert r.returncode == 2 and "no such model folder" in r.stderr
     assert _files(stage) == before
 
 

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sweetspot.errors import config_error
 
@@ -140,6 +140,24 @@ class EvalConfig(BaseModel):
         "generation settings) is generated once into a subfolder named by their hash and reused "
         "by later evaluations (default: OUTPUT/baseline-outputs). Not part of the results.",
     )
+
+    @field_validator("judge")
+    @classmethod
+    def _known_judge(cls, v: str) -> str:
+        """An unknown judge stops the config before any stage runs, not at the evaluation."""
+        from sweetspot.scoring.backends import available_scorers
+
+        if v != LLM_JUDGE and v not in available_scorers():
+            kinds = ", ".join([LLM_JUDGE, *available_scorers()])
+            raise ValueError(f"unknown judge {v!r}: use one of {kinds}")
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from sweetspot.sampling.config import known_backend
+
+        return known_backend(v)
 
     @classmethod
     def refine_key(cls, key: dict[str, Any]) -> dict[str, Any]:

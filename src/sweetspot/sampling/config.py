@@ -225,6 +225,12 @@ class SampleConfig(BaseModel):
             return {str(k): parse_option_value(v) for k, v in value.items()}
         return value
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        """An unknown backend stops the config before any stage runs, not at sampling."""
+        return known_backend(v)
+
     @field_validator("server_env", mode="before")
     @classmethod
     def _env_mapping(cls, value: Any) -> Any:
@@ -338,6 +344,18 @@ class SampleConfig(BaseModel):
         if attached:
             opts.pop("dtype", None)
         return opts
+
+
+def known_backend(name: str) -> str:
+    """``name`` if it is a built-in or registered sampling backend, else a ``ValueError`` that
+    lists them."""
+    from sweetspot.sampling.backends import available_generators
+
+    if name not in available_generators():
+        raise ValueError(
+            f"unknown backend {name!r}: use one of {', '.join(available_generators())}"
+        )
+    return name
 
 
 def _default(field: str) -> Any:
