@@ -249,3 +249,20 @@ def test_help_starts_fast_without_heavy_imports():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("scores", ["missing", "empty"])
+def test_a_sampled_but_unscored_folder_says_to_score_it_first(tmp_path, sweetspot_bin, scores):
+    stage = tmp_path / "stage"
+    (stage / "samples").mkdir(parents=True)
+    rows = [{"prompt_id": "p", "sample_idx": k, "text": f"r{k}", "n_tokens": 1,
+             "finish_reason": "stop", "seed": k} for k in range(4)]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(rows), stage / "samples" / "part-00000.parquet")
+    if scores == "empty":
+        (stage / "scores").mkdir()
+    r = subprocess.run([sweetspot_bin, "pair", "--input", str(stage)], capture_output=True,
+                       text=True, timeout=120)  # fmt: skip
+    msg = " ".join(r.stderr.split())
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "has samples but no scores yet: run `sweetspot score --input" in msg
+    assert not (stage / "pairs").exists()

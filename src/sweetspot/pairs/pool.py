@@ -52,6 +52,7 @@ from sweetspot.pairs.texts import (
     TextFile,
     TextSource,
 )
+from sweetspot.stages import SCORE
 
 # A progress hook: called with the description and total (in files) of a pass, then with ""
 # and the fraction of a file that each batch covered.
@@ -308,7 +309,15 @@ def load_pool(
             raise InputError(f"unknown column key {k!r}; use one of {', '.join(cols)}")
         cols[k] = (v,)
     merge = _Merge()
-    stage = path.is_dir() and (path / "samples").is_dir() and (path / "scores").is_dir()
+    samples, scores_dir = SCORE.path(path, "samples"), SCORE.path(path, "scores")
+    stage = path.is_dir() and samples.is_dir() and scores_dir.is_dir()
+    scored = stage and any(f.suffix in (".parquet", ".jsonl") for f in scores_dir.iterdir())
+    if path.is_dir() and samples.is_dir() and not scored:
+        raise InputError(
+            "this folder has samples but no scores yet: run `sweetspot score --input "
+            f"{path}` first, then pair",
+            file=str(path),
+        )
     if stage:
         merge.table = _load_prompt_table(path / "prompts.parquet", merge)
         files = [SourceFile(f) for f in list_table_files(path / "samples")]
