@@ -150,7 +150,7 @@ def test_cli_evaluate(monkeypatch, tiny_lm_dir, prompts_file, judge_spec, tmp_pa
     assert (tmp_path / "model_outputs.json").is_file()
     # Config errors: exit 2, before any generation.
     assert _run_cli(monkeypatch, *base, "--baseline", "x", "--judge", "no-such-judge") == 2
-    assert "unknown reward kind" in capsys.readouterr().err
+    assert "unknown judge 'no-such-judge': use one of llm," in capsys.readouterr().err
     missing = str(tmp_path / "missing.jsonl")
     assert _run_cli(monkeypatch, *base, *judge, "--baseline", missing) == 2
     assert _run_cli(monkeypatch, *base, *judge, "--baseline", "x", "--top-p", "2") == 2

@@ -287,6 +287,13 @@ def test_options_a_backend_does_not_use_are_errors():
     with pytest.raises(ConfigError, match="attaches to a running server"):
         SampleConfig(model="m", backend="vllm-server", base_url="http://h:8000/v1", dtype="bf16")
     # defaults are fine everywhere; a registered backend takes what it takes
+    from sweetspot.sampling.backends import register_generator
+
+    @register_generator("my-own")
+    class MyOwn:
+        def __init__(self, model, **opts):
+            self.opts = opts
+
     for backend in ("hf", "ct2", "vllm", "vllm-server", "openai", "my-own"):
         SampleConfig(model="m", backend=backend)
     SampleConfig(model="m", backend="my-own", batch_size=3, server_port=9)

@@ -157,7 +157,9 @@ def test_empty_prompt_table_is_an_error(tmp_path):
 
 
 def test_unknown_backend_before_anything_is_written(tmp_path):
-    with pytest.raises(InputError, match="unknown backend"):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="unknown backend 'nope': use one of"):
         run_sampling(tmp_path / "st", _cfg(backend="nope"), _prompts(tmp_path))
     assert not (tmp_path / "st").exists()
 
