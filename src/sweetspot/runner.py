@@ -194,7 +194,9 @@ def run(
         result.stages = execute(run_plan(cfg, StageBuilder(cfg, layout, fns)), manifest, console,
                                 force)  # fmt: skip
         result.rounds = round_rows(manifest, cfg.rounds)
-    console.print(summary_table(result, cfg.pairs.train_file_stem))
+    from sweetspot.tables import print_table
+
+    print_table(console, summary_table(result, cfg.pairs.train_file_stem))
     return result
 
 

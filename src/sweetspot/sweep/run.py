@@ -264,7 +264,9 @@ def run_sweep(
             run_cells(wave, manifest, console, cfg, force)
         rows = collect_results(cfg, layout, set(cells), shares)
         csv_path, _ = write_results(layout.root, rows, cfg)
-    console.print(results_table(rows))
-    console.print(drift_table(rows))
+    from sweetspot.tables import print_table
+
+    print_table(console, results_table(rows), whole=(0, 1))  # n and strategy never cut
+    print_table(console, drift_table(rows))
     console.print(f"results: {csv_path} ({time.perf_counter() - t0:.0f} s)", highlight=False)
     return rows
