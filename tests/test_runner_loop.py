@@ -340,3 +340,20 @@ def test_training_on_several_strategies_concatenates_their_pairs_with_a_pair_id(
         config(pairs={"strategies": ["sweet-spot"], "train_on": ["sweet-spot"]})
     assert type(e.value) is InputError and e.value.field == "pairs"
     assert "train_on as a list" in e.value.message
+
+
+def test_adding_a_strategy_extends_the_pairs_and_retrains_nothing(tmp_path):
+    run(config(rounds=1), tmp_path, fns=Fakes().fns())
+    trained = (tmp_path / "round-0" / "model" / "weights.txt").read_bytes()
+    f = Fakes()
+    more = config(rounds=1, pairs={"strategies": ["sweet-spot", "conventional", "max:mu"]})
+    result = run(more, tmp_path, fns=f.fns())
+    assert result.ran() == ["round-0/pair"]  # it trains on sweet-spot's file, which is the same
+    pair = next(s for s in result.stages if s.name == "round-0/pair")
+    assert pair.reason == "strategies grew: extending the outputs"
+    assert (tmp_path / "round-0" / "pairs" / "max_vs_mu.parquet").exists()
+    assert (tmp_path / "round-0" / "model" / "weights.txt").read_bytes() == trained
+    assert not (tmp_path / "superseded").exists()
+    # fewer strategies than recorded is a change: the run stops and names it
+    with pytest.raises(StageChanged, match="strategies"):
+        run(config(rounds=1, pairs={"strategies": ["sweet-spot"]}), tmp_path, fns=Fakes().fns())

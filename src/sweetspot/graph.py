@@ -165,10 +165,10 @@ class StageBuilder:
         cfg: Any,
         names: Mapping[str, str],
         combos: list[list[str]] = (),
-        growable: tuple[str, ...] = (),
     ) -> Stage:
         """Pairs of the pool in ``pool``, written to ``out``; ``combos`` are lists of strategies
-        whose pairs also go together into one file (several pairs per prompt)."""
+        whose pairs also go together into one file (several pairs per prompt). More strategies
+        or combinations extend the stage in place (the declaration's growable fields)."""
         from sweetspot.pairs.combine import combine_pairs, combo_name
 
         run = self.fn("pair")
@@ -194,7 +194,7 @@ class StageBuilder:
             key=key,
             upstream=wire(specs.PAIR, names),
             spec=specs.PAIR,
-            growable=growable,
+            growable=("combine",) if combos else (),  # the loop's own key field
         )
 
     def train(
@@ -210,7 +210,9 @@ class StageBuilder:
         key: dict | None = None,
     ) -> Stage:
         """DPO from ``policy`` on ``pairs`` into ``out`` (under the launcher when configured).
-        Its function holds no reference to the builder: a sweep may run it in a Ray task."""
+        It reads one file of the pair stage (its declared input ``pairs``), so it is keyed on that
+        file alone: pairs of another strategy added later redo nothing here. Its function holds
+        no reference to the builder: a sweep may run it in a Ray task."""
         from sweetspot.training.launch import launch_training
 
         launcher, training, run = self.cfg.training_launcher, self.cfg.training, self.fn("train")
@@ -230,7 +232,10 @@ class StageBuilder:
             outputs=[out],
             key={**specs.TRAIN.key(training), **(key or {})},
             spec=specs.TRAIN,
-            upstream=[*wire(specs.TRAIN, names), *after],
+            upstream=[
+                *(f"{u}::{self.layout.name(pairs)}" for u in wire(specs.TRAIN, names)),
+                *after,
+            ],  # fmt: skip
             external={} if after else {"policy": self.ref(self.policy0)},
         )
 

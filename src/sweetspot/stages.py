@@ -226,6 +226,7 @@ PAIR = StageSpec(
     config="sweetspot.pairs.config:PairConfig",
     run="sweetspot.pairs.stage:run_pair",
     execution=("progress",),
+    growable=("strategies",),  # another strategy adds its files; the others stay as they are
     inputs={"prompts": "prompts.parquet", "samples": "samples", "scores": "scores"},
     outputs={
         "pairs_dir": "pairs",

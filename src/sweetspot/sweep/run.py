@@ -61,7 +61,6 @@ def pair_stages(build: StageBuilder, cfg: SweepConfig) -> list[Stage]:
                 pc,
                 names,
                 combos=cfg.sweep.combos(),
-                growable=("strategies", "combine"),
             )
         )
     return out
@@ -98,14 +97,13 @@ def cell_stages(
     layout = build.layout
     trains, evals = [], []
     for n, s in cells:
-        folder = layout.cell(n, s)
+        folder, n_dir = layout.cell(n, s), layout.n(n)
         pairs = pairs_file(cfg, layout, n, s)
-        rel = pairs.relative_to(layout.root).as_posix()
         name = layout.name(folder)
         model = specs.TRAIN.path(folder, "model")
         trains.append(
             build.train(
-                f"{name}/train", pairs, build.policy0, model, {"pair": f"n-{n}/pair::{rel}"}
+                f"{name}/train", pairs, build.policy0, model, {"pair": f"{layout.name(n_dir)}/pair"}
             )
         )
         evals.append(
