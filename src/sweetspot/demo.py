@@ -188,10 +188,16 @@ def _head_to_head_lines(h2h: dict[str, Any]) -> list[str]:
         f"sweet-spot policy vs conventional policy, head to head on {h2h['n']} prompts: "
         f"{h2h['win_rate']:.1f}% (95% CI {h2h['lo']:.1f}-{h2h['hi']:.1f}%): "
     )
+    caveat = (
+        "What to conclude: on this judge - the reward the pairs were built with - one rule "
+        "optimised that reward further in this run; it is not the paper's test (an independent "
+        "judge, n = 200-400 samples per prompt, thousands of prompts), so read it as what these "
+        "pairs did to this reward, not as which rule gives better responses."
+    )
     if h2h["lo"] > 50:
-        return [line + "the sweet-spot policy is significantly better."]
+        return [line + "the sweet-spot policy is significantly better.", caveat]
     if h2h["hi"] < 50:
-        return [line + "the conventional policy is significantly better."]
+        return [line + "the conventional policy is significantly better.", caveat]
     return [
         line + "[bold]not a significant difference[/].",
         "What to conclude: both rules trained a policy the judge prefers to SmolLM2 where their "
@@ -234,9 +240,9 @@ def comparison_panel(cmp: dict[str, Any], judge_note: str | None) -> Panel:
             f"{_whole(ex['conventional'][0])}",
             f"  sweet-spot rejects   (z {ex['sweet-spot'][1]:.2f}, the one nearest μ−2σ): "
             f"{_whole(ex['sweet-spot'][0])}",
-            "The first is an outlier the reward scores far below the rest; the second is a "
-            "typical weak answer - the kind of mistake the policy makes often, which is what DPO "
-            "can learn from.",
+            f"The first sits {-ex['conventional'][1]:.1f} standard deviations below this "
+            f"prompt's mean reward, the second {-ex['sweet-spot'][1]:.1f}: max/min trains against "
+            f"the most extreme of {n} samples, the sweet spot against a typical weak answer.",
         ]
     held = cmp.get("held_out")
     lines += ["", f"Judged on {held} prompts no policy trained on:" if held else "Judged:"]

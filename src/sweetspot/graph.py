@@ -57,7 +57,10 @@ class StageBuilder:
         self.cfg = cfg
         self.layout = layout
         self.fns = dict(fns or {})
-        self.policy0 = resolve_model(cfg.policy.model)
+        s = cfg.sampling
+        served = s.backend == "openai" or (s.backend == "vllm-server" and s.base_url is not None)
+        # a name a server serves is not looked up on the hub here
+        self.policy0 = resolve_model(cfg.policy.model, load_here=not served)
         self._refs: dict[str, str | None] = {}
 
     def fn(self, name: str) -> Callable[..., Any]:

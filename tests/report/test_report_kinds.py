@@ -125,3 +125,11 @@ def test_min_z_ticks_do_not_print_over_n():
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert "32" in labels and "30" not in labels  # 30 would print over 32
     assert labels == sorted(labels, key=float)
+
+
+def test_a_sweep_under_way_shows_its_pool(tmp_path):
+    """Before sweep.json exists (the sweep is still training), the pool's scores are shown."""
+    make_round(tmp_path, 0, stages=("scores",))
+    (tmp_path / "round-0").rename(tmp_path / "pool")
+    page = parse(write_report(tmp_path))
+    assert "fig-rewards" in page.images and "No scored samples yet" not in " ".join(page.text)

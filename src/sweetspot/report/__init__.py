@@ -303,6 +303,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, seed: int =
         )
     else:
         folder = load_round(0, run_dir, info, label=run_dir.name or str(run_dir))
+        if not has_content(folder) and (run_dir / "pool").is_dir():  # a sweep under way
+            folder = load_round(0, run_dir / "pool", info, label="pool")
         if not has_content(folder):
             raise InputError(NOTHING, file=str(run_dir))
         sections = _build_sections([folder], info, seed)

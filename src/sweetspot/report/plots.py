@@ -414,8 +414,10 @@ def fig_grid_heatmaps(grids: Mapping[int, np.ndarray], label: str, center: float
         for i in range(len(rows)):
             for j in range(len(cols)):
                 if np.isfinite(g[i, j]):
+                    r, gr, b, _ = image.cmap(image.norm(g[i, j]))
+                    ink = "white" if 0.299 * r + 0.587 * gr + 0.114 * b < 0.5 else "black"
                     ax.text(j, i, format(g[i, j] / scale, spec), ha="center", va="center",
-                            fontsize=8)  # fmt: skip
+                            fontsize=8, color=ink)  # fmt: skip
         ax.set_xticks(range(len(cols)))
         ax.set_xticklabels([POSITIONS[j] for j in cols], rotation=45 if len(cols) > 3 else 0,
                            fontsize=8)  # fmt: skip
