@@ -212,16 +212,23 @@ class Prompt:
             return math.nan
         if self.constant:
             return 0.0
+        dev, s = self._deviations()
+        return s * math.sqrt(math.fsum((d / s) ** 2 for d in dev) / (self.n - self.ddof))
+
+    def _deviations(self) -> tuple[list[float], float]:
+        """r - μ, and the largest |r - μ|: moments are taken of the deviations over it, so that
+        rewards closer than 1e-154 do not square to 0 (σ is 0 only when all are equal)."""
         mu = self.mu
-        return math.sqrt(math.fsum((r - mu) ** 2 for r in self.rewards) / (self.n - self.ddof))
+        dev = [r - mu for r in self.rewards]
+        return dev, max(abs(d) for d in dev)
 
     @property
     def skewness(self) -> float:
         if self.n == 0 or self.constant:
             return math.nan
-        mu = self.mu
-        m2 = math.fsum((r - mu) ** 2 for r in self.rewards) / self.n
-        m3 = math.fsum((r - mu) ** 3 for r in self.rewards) / self.n
+        dev, s = self._deviations()  # skewness does not change with the scale
+        m2 = math.fsum((d / s) ** 2 for d in dev) / self.n
+        m3 = math.fsum((d / s) ** 3 for d in dev) / self.n
         return m3 / m2**1.5
 
     @property

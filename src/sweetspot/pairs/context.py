@@ -118,7 +118,22 @@ class PoolContext:
         with np.errstate(invalid="ignore", divide="ignore"):
             var = self._m2 / (self.n - self.ddof)
         var[self.n - self.ddof <= 0] = np.nan
-        return np.sqrt(var)
+        sigma = np.sqrt(var)
+        # rewards that differ by less than ~1e-154: their squares underflow to 0, but σ is not 0
+        # (only equal rewards have σ = 0): rescale those prompts by their largest deviation
+        for p in np.flatnonzero((var == 0) & ~self.constant):
+            d = self._scaled_deviations(p)
+            sigma[p] = self._scale(p) * np.sqrt(np.sum(d**2) / (self.n[p] - self.ddof))
+        return sigma
+
+    def _scale(self, p: int) -> float:
+        r = self.rewards[self.offsets[p] : self.offsets[p + 1]]
+        return float(np.abs(r - self.mu[p]).max())
+
+    def _scaled_deviations(self, p: int) -> np.ndarray:
+        """Prompt ``p``'s r - μ over the largest |r - μ| (moments that do not underflow)."""
+        r = self.rewards[self.offsets[p] : self.offsets[p + 1]]
+        return (r - self.mu[p]) / self._scale(p)
 
     @cached_property
     def skewness(self) -> np.ndarray:
@@ -128,6 +143,9 @@ class PoolContext:
             m2 = self._m2 / self.n
             out = m3 / m2**1.5
         out[~(m2 > 0)] = np.nan
+        for p in np.flatnonzero((m2 == 0) & ~self.constant):  # underflow, as in ``sigma``
+            d = self._scaled_deviations(p)
+            out[p] = np.mean(d**3) / np.mean(d**2) ** 1.5
         return out
 
     def z(self, rows: np.ndarray) -> np.ndarray:
