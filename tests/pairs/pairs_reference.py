@@ -237,7 +237,8 @@ class Prompt:
             return math.nan
         from scipy.stats import shapiro
 
-        return float(shapiro(self.rewards).pvalue)
+        dev, s = self._deviations()  # W does not change with location and scale
+        return float(shapiro([d / s for d in dev]).pvalue)
 
     def quantile(self, p: float) -> float:
         s = sorted(self.rewards)

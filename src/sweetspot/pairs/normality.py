@@ -94,6 +94,10 @@ def shapiro_many(rewards: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, 
             varied = x[:, 0] != x[:, -1]
             # fixed-tree row sums: a prompt's W is the same alone and inside any pool
             x -= (tree_sum(x) / size)[:, None]
+            # W does not change with the scale: over the largest deviation, rewards closer than
+            # 1e-154 do not square to 0
+            scale = np.abs(x).max(axis=1)
+            x[varied] /= scale[varied, None]
             ssq = tree_sum(x * x)
             with np.errstate(divide="ignore", invalid="ignore"):
                 w = tree_sum(x * a) ** 2 / (ssq * aa)
