@@ -16,6 +16,7 @@ from typing import Any
 
 from sweetspot import stages as specs
 from sweetspot.config import RunConfig, builtin_prompts_path, resolve_prompt_source
+from sweetspot.evaluation.config import JUDGE_FIELDS
 from sweetspot.fingerprint import fingerprint
 from sweetspot.layout import Layout
 from sweetspot.manifest import Stage
@@ -319,8 +320,7 @@ def _train_brief(summary: dict) -> dict:
 
 _EVAL_KEEP = ("win_rate", "ci_low", "ci_high", "lc_win_rate", "lc_ci_low", "lc_ci_high",
               "lc_label", "lc_separated", "lc_note", "judge", "n_prompts", "note",
-              "position_consistency", "judge_unparsed", "judge_prompt_tokens",
-              "judge_completion_tokens", "judge_seconds")  # fmt: skip
+              *JUDGE_FIELDS)  # fmt: skip
 
 
 def _eval_brief(summary: dict) -> dict:

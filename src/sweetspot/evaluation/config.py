@@ -12,6 +12,9 @@ from sweetspot.errors import config_error
 
 LLM_JUDGE = "llm"  # the judge kind of a pairwise LLM judge (any other kind is a scorer)
 BUILTIN_TEMPLATE = "builtin"
+# What an LLM judge's summary.json reports besides the win rates (the sweep's and run's tables)
+JUDGE_FIELDS = ("position_consistency", "judge_unparsed", "judge_prompt_tokens",
+                "judge_completion_tokens", "judge_seconds")  # fmt: skip
 
 
 class EvalConfig(BaseModel):

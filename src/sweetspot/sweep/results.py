@@ -11,6 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from sweetspot import stages as specs
+from sweetspot.evaluation.config import JUDGE_FIELDS
 from sweetspot.layout import Layout
 from sweetspot.sweep.config import SweepConfig
 
@@ -51,11 +52,6 @@ RESULT_FIELDS = (
     "judge_completion_tokens",
     "judge_seconds",
 )
-
-
-# what an LLM judge reports besides the win rates (summary.json of a pairwise evaluation)
-JUDGE_FIELDS = ("position_consistency", "judge_unparsed", "judge_prompt_tokens",
-                "judge_completion_tokens", "judge_seconds")  # fmt: skip
 
 
 def _read_json(path: Path) -> dict | None:
