@@ -1,31 +1,34 @@
-"""The one-pass pool loader that sweetspot used before the two-pass pair stage, kept verbatim
-as a test reference: it reads every column of every file, keeps all texts and a line number per
-response. The streaming loader (``sweetspot.pairs.pool.load_pool``) must give the same pool and
-the same pairs on every input it accepts.
+"""An independent reference of the pair stage, written from SPEC.md §2 and DESIGN.md alone.
+
+It imports nothing from ``sweetspot``: the files are read with pyarrow (Parquet) and the json
+module (JSONL), prompt ids are computed from their definition (sha256 of the messages'
+canonical JSON, first 16 hex digits), and every prompt is handled by plain Python, one at a
+time: μ with ``math.fsum``, σ with ``ddof``, the response nearest each target (distance ties to
+the lower sample index), the drop rules in SPEC's order, and every provenance value.
+
+Two things the SPEC leaves to the implementation are handled as sets of allowed picks:
+- the seeded draws of ``random`` and ``min-of-M``: any other response; a response that is the
+  lowest of some M drawn (ties inside a draw to the lower index);
+- float rounding at a tie: when two responses with different rewards lie at the same distance
+  from a target up to rounding (1e-9 relative), either is right.
+:func:`build` takes the exact answer (lowest indices); :func:`compare` checks that each of the
+implementation's picks is allowed, that its row is the reference's row of that pick, and that
+its drop counts are reachable by allowed picks.
 """
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass
+import glob
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from sweetspot.errors import InputError
-from sweetspot.ids import prompt_id, to_messages
-from sweetspot.io import (
-    MESSAGES_TYPE,
-    list_table_files,
-    read_jsonl_rows,
-    read_table_file,
-)
-from sweetspot.pairs.pool import Pool
-from sweetspot.pairs.texts import ArrowTexts
-
-DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
+COLUMNS = {
     "prompt": ("prompt", "instruction"),
     "prompt_id": ("prompt_id",),
     "responses": ("responses", "output", "outputs"),
@@ -35,424 +38,556 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "sample_idx": ("sample_idx",),
     "finish_reason": ("finish_reason",),
 }
+SEVEN = ("min", "mu-2sigma", "mu-sigma", "mu", "mu+sigma", "mu+2sigma", "max")
+PRESETS = {"conventional": "max:min", "sweet-spot": "max:mu-2sigma"}
+DROPS = (
+    "too_few_rewards",
+    "too_few_for_ddof",
+    "zero_sigma",
+    "same_sample",
+    "identical_text",
+    "below_margin",
+)
+TIE = 1e-9
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def prompt_id_of(messages: list[dict]) -> str:
+    canonical = json.dumps(
+        [{"content": m["content"], "role": m["role"]} for m in messages],
+        ensure_ascii=False,
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def as_messages(prompt) -> list[dict]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+
+
+def _rows(path: Path) -> list[dict]:
+    if path.suffix == ".parquet":
+        return pq.read_table(path).to_pylist()
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _files(path: str | Path) -> list[Path]:
+    text = str(path)
+    if any(c in text for c in "*?["):
+        return sorted(Path(p) for p in glob.glob(text))
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    return sorted(
+        p
+        for p in path.iterdir()
+        if p.suffix in (".parquet", ".jsonl", ".json") and not p.name.startswith(".")
+    )
+
+
+def _col(row_names, cols: dict, key: str) -> str | None:
+    return next((c for c in cols[key] if c in row_names), None)
 
 
 @dataclass
-class _Frame:
-    """One input file as long rows, before the pool-wide merge."""
-
-    file: str
-    pid_values: list[str]  # distinct prompt ids of this file
-    pid_code: np.ndarray  # per response: index into pid_values
-    sample_idx: np.ndarray
-    rewards: np.ndarray  # float64, NaN for a missing reward
-    texts: pa.Array
-    lines: np.ndarray  # per response: the 1-based row (JSONL: line) it came from
-    truncated: np.ndarray | None
-    messages: dict[str, list[dict]]
+class Response:
+    idx: int
+    reward: float | None
+    text: str | None
+    finish_reason: str | None = None
 
 
-def _pick(names: list[str], columns: dict[str, tuple[str, ...]], key: str) -> str | None:
-    for c in columns[key]:
-        if c in names:
-            return c
+@dataclass
+class RefPool:
+    """Per prompt id: its messages and its responses (every one, before any drop)."""
+
+    messages: dict[str, list[dict]] = field(default_factory=dict)
+    responses: dict[str, list[Response]] = field(default_factory=dict)
+
+    def add(self, messages: list[dict], resp: Response) -> None:
+        pid = prompt_id_of(messages)
+        self.messages.setdefault(pid, messages)
+        self.responses.setdefault(pid, []).append(resp)
+
+
+def read_pool(path, *, columns: dict | None = None, prompts=None) -> RefPool:
+    """Every layout of SPEC/DESIGN: a run (stage) folder, wide or long rows in Parquet or
+    JSONL, one file, a folder of them or a glob."""
+    cols = dict(COLUMNS)
+    for k, v in (columns or {}).items():
+        cols[k] = (v,)
+    pool = RefPool()
+    p = Path(path)
+    if p.is_dir() and (p / "samples").is_dir() and (p / "scores").is_dir():
+        table = _prompt_table(p / "prompts.parquet")
+        scores = {}
+        for f in _files(p / "scores"):
+            for r in _rows(f):
+                scores[(r["prompt_id"], r["sample_idx"])] = r["reward"]
+        for f in _files(p / "samples"):
+            for r in _rows(f):
+                key = (r["prompt_id"], r["sample_idx"])
+                resp = Response(r["sample_idx"], scores.get(key), r["text"], r.get("finish_reason"))
+                pool.add(table[r["prompt_id"]], resp)
+        return pool
+    table = None
+    if prompts is not None:
+        table = _prompt_table(Path(prompts))
+    elif p.is_dir() and (p / "prompts.parquet").exists():
+        table = _prompt_table(p / "prompts.parquet")
+    for f in _files(path):
+        if f.name == "prompts.parquet":
+            continue
+        for r in _rows(f):
+            wide = _col(r, cols, "responses") or _col(r, cols, "rewards")
+            if wide:
+                msgs = as_messages(r[_col(r, cols, "prompt")])
+                texts, rewards = r[_col(r, cols, "responses")], r[_col(r, cols, "rewards")]
+                if not texts:
+                    pool.messages.setdefault(prompt_id_of(msgs), msgs)
+                    pool.responses.setdefault(prompt_id_of(msgs), [])
+                for i, (t, w) in enumerate(zip(texts, rewards)):
+                    pool.add(msgs, Response(i, w, t))
+                continue
+            pc = _col(r, cols, "prompt")
+            msgs = as_messages(r[pc]) if pc else table[r[_col(r, cols, "prompt_id")]]
+            fc = _col(r, cols, "finish_reason")
+            pool.add(
+                msgs,
+                Response(
+                    r[_col(r, cols, "sample_idx")],
+                    r[_col(r, cols, "reward")],
+                    r[_col(r, cols, "response")],
+                    r[fc] if fc else None,
+                ),
+            )
+    return pool
+
+
+def _prompt_table(path: Path) -> dict[str, list[dict]]:
+    out = {}
+    for f in _files(path):
+        for r in _rows(f):
+            msgs = as_messages(r["messages"] if "messages" in r else r["prompt"])
+            out[prompt_id_of(msgs)] = msgs
+    return out
+
+
+# -- one prompt ------------------------------------------------------------------------------
+
+
+@dataclass
+class Prompt:
+    """A prompt's usable responses (sample order) and statistics."""
+
+    pid: str
+    messages: list[dict]
+    used: list[Response]
+    ddof: float
+
+    @property
+    def n(self) -> int:
+        return len(self.used)
+
+    @property
+    def rewards(self) -> list[float]:
+        return [r.reward for r in self.used]
+
+    @property
+    def mu(self) -> float:
+        return math.fsum(self.rewards) / self.n if self.n else math.nan
+
+    @property
+    def constant(self) -> bool:
+        return self.n > 0 and min(self.rewards) == max(self.rewards)
+
+    @property
+    def sigma(self) -> float:
+        if self.n == 0 or self.n - self.ddof <= 0:
+            return math.nan
+        if self.constant:
+            return 0.0
+        mu = self.mu
+        return math.sqrt(math.fsum((r - mu) ** 2 for r in self.rewards) / (self.n - self.ddof))
+
+    @property
+    def skewness(self) -> float:
+        if self.n == 0 or self.constant:
+            return math.nan
+        mu = self.mu
+        m2 = math.fsum((r - mu) ** 2 for r in self.rewards) / self.n
+        m3 = math.fsum((r - mu) ** 3 for r in self.rewards) / self.n
+        return m3 / m2**1.5
+
+    @property
+    def shapiro_p(self) -> float:
+        if not 3 <= self.n <= 5000 or self.constant:
+            return math.nan
+        from scipy.stats import shapiro
+
+        return float(shapiro(self.rewards).pvalue)
+
+    def quantile(self, p: float) -> float:
+        s = sorted(self.rewards)
+        h = (len(s) - 1) * p
+        lo = math.floor(h)
+        hi = min(lo + 1, len(s) - 1)
+        return s[lo] + (h - lo) * (s[hi] - s[lo])
+
+
+def _nearest(pr: Prompt, target: float) -> list[int]:
+    """Sample indices nearest ``target``: the exact answer first (lowest index of the least
+    distance), then any response whose distance differs from it by rounding only."""
+    dist = [abs(r.reward - target) for r in pr.used]
+    best = min(dist)
+    exact = next(r.idx for r, d in zip(pr.used, dist) if d == best)
+    scale = max(1.0, abs(target), abs(pr.sigma) if math.isfinite(pr.sigma) else 1.0)
+    near = [r.idx for r, d in zip(pr.used, dist) if d <= best + TIE * scale and r.idx != exact]
+    return [exact, *near]
+
+
+def _extreme(pr: Prompt, largest: bool) -> list[int]:
+    v = (max if largest else min)(pr.rewards)
+    return [next(r.idx for r in pr.used if r.reward == v)]
+
+
+def _position(pr: Prompt, pos: str) -> tuple[list[int], float | None]:
+    """(allowed sample indices, target) of a position; target None: the reward of the pick."""
+    if pos in ("min", "max"):
+        return _extreme(pr, pos == "max"), None
+    if pos.startswith("q="):
+        t = pr.quantile(float(pos[2:]))
+        return _nearest(pr, t), t
+    k = _z_of(pos)
+    t = pr.mu + k * pr.sigma
+    return _nearest(pr, t), t
+
+
+def _z_of(pos: str) -> float:
+    if pos.startswith("z="):
+        return float(pos[2:])
+    if pos == "mu":
+        return 0.0
+    m = re.fullmatch(r"mu([+-])(\d*\.?\d*)sigma", pos)
+    k = float(m.group(2) or 1.0)
+    return k if m.group(1) == "+" else -k
+
+
+def _min_of(pr: Prompt, m: int) -> list[int]:
+    """Responses that are the minimum of some m drawn (ties inside a draw: lower index)."""
+    if m >= pr.n:
+        return _extreme(pr, False)
+    ranked = sorted(pr.used, key=lambda r: (r.reward, r.idx))
+    return [r.idx for r in ranked[: pr.n - m + 1]]
+
+
+def _label(pos: str) -> str:
+    """The canonical name of a position (z=K and mu±Ksigma name the same one)."""
+    if pos.startswith("q="):
+        return f"q={float(pos[2:]):g}"
+    if pos == "mu" or pos.startswith(("z=", "mu+", "mu-")):
+        k = _z_of(pos)
+        coef = "" if abs(k) == 1 else f"{abs(k):g}"
+        return "mu" if k == 0 else f"mu{'+' if k > 0 else '-'}{coef}sigma"
+    return pos
+
+
+def expand(specs: list[str]) -> list[tuple[str, str, str]]:
+    """(name, chosen, rejected) of each strategy, presets and the grid expanded."""
+    out = {}
+    for s in specs:
+        if s == "grid":
+            items = [
+                (f"{hi}_vs_{lo}", hi, lo) for i, lo in enumerate(SEVEN) for hi in SEVEN[i + 1 :]
+            ]
+        elif s in PRESETS:
+            items = [(s, *PRESETS[s].split(":"))]
+        else:
+            c, r = (_label(x) for x in s.split(":"))
+            items = [(f"{c}_vs_{r}", c, r)]
+        for it in items:
+            out.setdefault(it[0], it)
+    return list(out.values())
+
+
+@dataclass
+class Result:
+    rows: list[dict]
+    dropped: dict[str, int]
+    prompts_in: int
+
+
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.split()) == " ".join(b.split())
+
+
+def _allowed(pr: Prompt, chosen: str, rejected: str) -> list[tuple[int, int, float, float]]:
+    """Every (chosen idx, rejected idx, chosen target, rejected target) the rules allow, the
+    exact answer (lowest indices, no rounding) first."""
+    out = []
+    c_allowed, c_target = _position(pr, chosen)
+    by_idx = {r.idx: r for r in pr.used}
+    for c_idx in c_allowed:
+        r_target = None
+        if rejected == "random":
+            r_allowed, r_target = [r.idx for r in pr.used if r.idx != c_idx], math.nan
+        elif rejected.startswith("min-of-"):
+            r_allowed = _min_of(pr, int(rejected[len("min-of-") :]))
+        else:
+            r_allowed, r_target = _position(pr, rejected)
+        for r_idx in r_allowed:
+            ct = by_idx[c_idx].reward if c_target is None else c_target
+            rt = by_idx[r_idx].reward if r_target is None else r_target
+            out.append((c_idx, r_idx, ct, rt))
+    return out
+
+
+def _outcome(pr: Prompt, c_idx: int, r_idx: int, margin: float) -> str | None:
+    """The drop reason of a pick that needs the picked responses (None: kept)."""
+    by_idx = {r.idx: r for r in pr.used}
+    c, r = by_idx[c_idx], by_idx[r_idx]
+    if c_idx == r_idx:
+        return "same_sample"
+    if _same_text(c.text, r.text):
+        return "identical_text"
+    if not c.reward - r.reward > margin:
+        return "below_margin"
     return None
 
 
-def _bad(file: str, row: int, fld: str, msg: str) -> InputError:
-    return InputError(msg, file=file, row=row, field=fld)
+def _prompt_reason(pr: Prompt) -> str | None:
+    """The drop reason a prompt has before any pick (None: it has a distribution)."""
+    if pr.n < 2:
+        return "too_few_rewards"
+    if pr.n - pr.ddof <= 0:
+        return "too_few_for_ddof"
+    if pr.constant:
+        return "zero_sigma"
+    return None
 
 
-def _numeric_or_error(
-    arr: pa.Array, file: str, lines: np.ndarray, fld: str, parent: np.ndarray | None = None
-) -> np.ndarray:
-    """Rewards as float64 (null -> NaN); a non-numeric value is an error naming its row."""
-    t = arr.type
-    if pa.types.is_null(t):
-        return np.full(len(arr), np.nan)
-    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
-        valid = np.flatnonzero(~np.asarray(pc.is_null(arr)))
-        i = int(valid[0]) if len(valid) else 0
-        row = int(lines[parent[i] if parent is not None else i])
-        raise _bad(file, row, fld, f"reward is not a number: {arr[i].as_py()!r}")
-    return np.asarray(pc.fill_null(pc.cast(arr, pa.float64()), np.nan), dtype=np.float64)
-
-
-def _messages_of(values: list, file: str, lines: np.ndarray, fld: str) -> list[list[dict]]:
-    out = []
-    for i, v in enumerate(values):
-        try:
-            out.append(to_messages(v, where=fld))
-        except ValueError as e:
-            raise _bad(file, int(lines[i]), fld, str(e)) from None
-    return out
-
-
-def _diagnose_jsonl(rows: list[dict], lines: list[int], file: str, cols: dict) -> InputError:
-    """Find the first row whose field has the wrong kind (used when rows do not share a schema)."""
-
-    def is_num(x: object) -> bool:
-        return x is None or (isinstance(x, numbers.Real) and not isinstance(x, bool))
-
-    checks = {
-        "rewards": lambda v: isinstance(v, list) and all(is_num(x) for x in v),
-        "reward": is_num,
-        "responses": lambda v: (
-            isinstance(v, list) and all(x is None or isinstance(x, str) for x in v)
-        ),
-        "response": lambda v: v is None or isinstance(v, str),
-        "sample_idx": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "prompt_id": lambda v: isinstance(v, str),
+def _row(pr: Prompt, name: str, pick: tuple[int, int, float, float]) -> dict:
+    c_idx, r_idx, c_target, r_target = pick
+    by_idx = {r.idx: r for r in pr.used}
+    c, r = by_idx[c_idx], by_idx[r_idx]
+    mu, sigma = pr.mu, pr.sigma
+    return {
+        "prompt": pr.messages,
+        "chosen": [{"role": "assistant", "content": c.text}],
+        "rejected": [{"role": "assistant", "content": r.text}],
+        "prompt_id": pr.pid,
+        "strategy": name,
+        "chosen_idx": c_idx,
+        "rejected_idx": r_idx,
+        "chosen_reward": c.reward,
+        "rejected_reward": r.reward,
+        "mu": mu,
+        "sigma": sigma,
+        "chosen_z": (c.reward - mu) / sigma,
+        "rejected_z": (r.reward - mu) / sigma,
+        "chosen_target": c_target,
+        "rejected_target": r_target,
+        "n": pr.n,
+        "skewness": pr.skewness,
+        "shapiro_p": pr.shapiro_p,
     }
-    for row, line in zip(rows, lines):
-        for key, ok in checks.items():
-            for name in cols[key]:
-                if name in row and not ok(row[name]):
-                    what = "reward is not a number" if key.startswith("reward") else "wrong type"
-                    return _bad(file, line, name, f"{what}: {row[name]!r}"[:200])
-        for name in cols["prompt"]:
-            if name in row:
-                try:
-                    to_messages(row[name], where=name)
-                except ValueError as e:
-                    return _bad(file, line, name, str(e))
-    return InputError("rows do not share one schema", file=file)
 
 
-def _read(path: Path, cols: dict) -> tuple[pa.Table, np.ndarray]:
-    if path.suffix == ".parquet":
-        table = read_table_file(path)
-        return table, np.arange(1, table.num_rows + 1)
-    rows, lines, table = read_jsonl_rows(path)
-    if table is None:
-        raise _diagnose_jsonl(rows, lines, str(path), cols)
-    return table, np.asarray(lines, dtype=np.int64)
+def build(
+    prompts: list[Prompt], name: str, chosen: str, rejected: str, *, margin: float = 0.0
+) -> Result:
+    """One strategy over every prompt with the exact picks: the pair rows (sorted by prompt
+    id) and the drop counts."""
+    dropped = dict.fromkeys(DROPS, 0)
+    rows = []
+    for pr in sorted(prompts, key=lambda p: p.pid):
+        reason = _prompt_reason(pr)
+        if reason is None:
+            pick = _allowed(pr, chosen, rejected)[0]
+            reason = _outcome(pr, pick[0], pick[1], margin)
+            if reason is None:
+                rows.append(_row(pr, name, pick))
+                continue
+        dropped[reason] += 1
+    return Result(rows, dropped, len(prompts))
 
 
-def _wide_frame(table: pa.Table, lines: np.ndarray, file: str, cols: dict) -> _Frame:
-    names = table.column_names
-    p_col, r_col, s_col = (_pick(names, cols, k) for k in ("prompt", "responses", "rewards"))
-    for key, col in (("prompt", p_col), ("responses", r_col), ("rewards", s_col)):
-        if col is None:
-            raise InputError(
-                f"missing column (looked for {', '.join(cols[key])}; found {', '.join(names)})",
-                file=file,
-                field=key,
-            )
-    for col in (r_col, s_col):
-        t = table.schema.field(col).type
-        if not (pa.types.is_list(t) or pa.types.is_large_list(t)):
-            raise _bad(file, int(lines[0]), col, f"must be a list, got {t}")
-    responses, rewards = table.column(r_col).combine_chunks(), table.column(s_col).combine_chunks()
-    for col, arr in ((r_col, responses), (s_col, rewards)):
-        nulls = np.flatnonzero(np.asarray(pc.is_null(arr)))
-        if len(nulls):
-            raise _bad(file, int(lines[nulls[0]]), col, "missing list")
-    len_r = np.asarray(pc.list_value_length(responses))
-    len_s = np.asarray(pc.list_value_length(rewards))
-    bad = np.flatnonzero(len_r != len_s)
-    if len(bad):
-        i = bad[0]
-        raise _bad(
-            file,
-            int(lines[i]),
-            s_col,
-            f"{len_s[i]} rewards for {len_r[i]} responses: lists must have equal length",
-        )
-    messages = _messages_of(table.column(p_col).to_pylist(), file, lines, p_col)
-    pids = [prompt_id(m) for m in messages]
-    parent = np.asarray(pc.list_parent_indices(responses), dtype=np.int64)
-    starts = np.asarray(responses.offsets, dtype=np.int64)[:-1] - responses.offset
-    flat_rewards = _numeric_or_error(pc.list_flatten(rewards), file, lines, s_col, parent)
-    texts = pc.list_flatten(responses)
-    if not pa.types.is_string(texts.type) and not pa.types.is_large_string(texts.type):
-        if not pa.types.is_null(texts.type):
-            raise _bad(file, int(lines[0]), r_col, f"responses must be strings, got {texts.type}")
-        texts = pa.array([None] * len(texts), pa.string())
-    uniq = {}
-    codes = np.array([uniq.setdefault(p, len(uniq)) for p in pids], dtype=np.int64)
-    return _Frame(
-        file=file,
-        pid_values=list(uniq),
-        pid_code=codes[parent],
-        sample_idx=np.arange(len(parent), dtype=np.int64) - starts[parent],
-        rewards=flat_rewards,
-        texts=texts,
-        lines=lines[parent],
-        truncated=None,
-        messages=dict(zip(pids, messages)),
-    )
-
-
-def _long_frame(
-    table: pa.Table, lines: np.ndarray, file: str, cols: dict, prompt_table: dict | None
-) -> _Frame:
-    names = table.column_names
-    p_col, id_col = _pick(names, cols, "prompt"), _pick(names, cols, "prompt_id")
-    t_col, r_col = _pick(names, cols, "response"), _pick(names, cols, "reward")
-    i_col, f_col = _pick(names, cols, "sample_idx"), _pick(names, cols, "finish_reason")
-    for key, col in (("response", t_col), ("reward", r_col), ("sample_idx", i_col)):
-        if col is None:
-            raise InputError(
-                f"missing column (looked for {', '.join(cols[key])}; found {', '.join(names)})",
-                file=file,
-                field=key,
-            )
-    idx_arr = table.column(i_col).combine_chunks()
-    if not pa.types.is_integer(idx_arr.type):
-        raise _bad(
-            file, int(lines[0]), i_col, f"sample index must be an integer, got {idx_arr.type}"
-        )
-    nulls = np.flatnonzero(np.asarray(pc.is_null(idx_arr)))
-    if len(nulls):
-        raise _bad(file, int(lines[nulls[0]]), i_col, "missing sample index")
-    messages: dict[str, list[dict]] = {}
-    if p_col is not None:
-        prompts = table.column(p_col).combine_chunks()
-        if pa.types.is_string(prompts.type) or pa.types.is_large_string(prompts.type):
-            enc = prompts.dictionary_encode()
-            values = enc.dictionary.to_pylist()
-            first_row = {}
-            for row, code in enumerate(np.asarray(enc.indices)):
-                first_row.setdefault(int(code), row)
-            msgs = _messages_of(
-                values, file, lines[[first_row[i] for i in range(len(values))]], p_col
-            )
-            codes = np.asarray(enc.indices, dtype=np.int64)
-        else:
-            all_msgs = _messages_of(prompts.to_pylist(), file, lines, p_col)
-            keys = {}
-            codes = np.array([keys.setdefault(repr(m), len(keys)) for m in all_msgs])
-            msgs = [None] * len(keys)
-            for m, c in zip(all_msgs, codes):
-                msgs[c] = m
-        pid_values = [prompt_id(m) for m in msgs]
-        messages = dict(zip(pid_values, msgs))
-    elif id_col is not None:
-        enc = table.column(id_col).combine_chunks().cast(pa.string()).dictionary_encode()
-        pid_values = enc.dictionary.to_pylist()
-        codes = np.asarray(enc.indices, dtype=np.int64)
-        if prompt_table is None:
-            raise InputError(
-                "rows name prompt_id but no prompt table was given (--prompts FILE)",
-                file=file,
-                field=id_col,
-            )
-        missing = [p for p in pid_values if p not in prompt_table]
-        if missing:
-            row = int(lines[int(np.flatnonzero(codes == pid_values.index(missing[0]))[0])])
-            raise _bad(file, row, id_col, f"prompt id {missing[0]} is not in the prompt table")
-        messages = {p: prompt_table[p] for p in pid_values}
-    else:
-        raise InputError(
-            f"missing column: prompt or prompt_id (found {', '.join(names)})",
-            file=file,
-            field="prompt",
-        )
-    texts = table.column(t_col).combine_chunks()
-    if pa.types.is_null(texts.type):
-        texts = pa.array([None] * len(texts), pa.string())
-    elif not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
-        raise _bad(file, int(lines[0]), t_col, f"response must be a string, got {texts.type}")
-    truncated = None
-    if f_col is not None:
-        truncated = np.asarray(
-            pc.fill_null(pc.equal(table.column(f_col).combine_chunks(), "length"), False)
-        )
-    return _Frame(
-        file=file,
-        pid_values=pid_values,
-        pid_code=codes,
-        sample_idx=np.asarray(idx_arr, dtype=np.int64),
-        rewards=_numeric_or_error(table.column(r_col).combine_chunks(), file, lines, r_col),
-        texts=texts,
-        lines=lines,
-        truncated=truncated,
-        messages=messages,
-    )
-
-
-def _load_prompt_table(path: Path) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for f in list_table_files(path):
-        table, lines = _read(f, DEFAULT_COLUMNS)
-        names = table.column_names
-        col = "messages" if "messages" in names else _pick(names, DEFAULT_COLUMNS, "prompt")
-        if col is None:
-            raise InputError("prompt table needs a messages or prompt column", file=str(f))
-        msgs = _messages_of(table.column(col).to_pylist(), str(f), lines, col)
-        ids = table.column("prompt_id").to_pylist() if "prompt_id" in names else None
-        for i, m in enumerate(msgs):
-            pid = prompt_id(m)
-            if ids is not None and ids[i] != pid:
-                raise _bad(
-                    str(f),
-                    int(lines[i]),
-                    "prompt_id",
-                    f"prompt_id {ids[i]} is not the hash of the messages ({pid})",
-                )
-            out[pid] = m
-    return out
-
-
-def _stage_frames(stage: Path) -> list[_Frame]:
-    """A stage folder: samples and scores joined by (prompt_id, sample_idx)."""
-    prompt_table = _load_prompt_table(stage / "prompts.parquet")
-    samples = [read_table_file(f) for f in list_table_files(stage / "samples")]
-    scores = [
-        read_table_file(f, ["prompt_id", "sample_idx", "reward"])
-        for f in list_table_files(stage / "scores")
-    ]
-    s_tab = pa.concat_tables(samples, promote_options="default")
-    r_tab = pa.concat_tables(scores, promote_options="default")
-    _check_unique(r_tab, str(stage / "scores"))
-    joined = s_tab.join(r_tab, keys=["prompt_id", "sample_idx"], join_type="left outer")
-    lines = np.arange(1, joined.num_rows + 1)
-    frame = _long_frame(joined, lines, str(stage / "samples"), DEFAULT_COLUMNS, prompt_table)
-    return [frame]
-
-
-def _check_unique(table: pa.Table, where: str) -> None:
-    enc = table.column("prompt_id").combine_chunks().dictionary_encode()
-    key = np.asarray(enc.indices, dtype=np.int64) * (2**32) + np.asarray(table.column("sample_idx"))
-    order = np.argsort(key, kind="stable")
-    dup = np.flatnonzero(key[order][1:] == key[order][:-1])
-    if len(dup):
-        i = int(order[dup[0] + 1])
-        raise InputError(
-            f"duplicate (prompt_id, sample_idx) = ({enc.dictionary[enc.indices[i].as_py()]}, "
-            f"{table.column('sample_idx')[i].as_py()})",
-            file=where,
-            row=i + 1,
-            field="sample_idx",
-        )
-
-
-def load_pool_one_pass(
-    path: str | Path,
+def usable_prompts(
+    pool: RefPool,
     *,
-    columns: dict[str, str] | None = None,
-    prompts: str | Path | None = None,
+    ddof: float = 0.0,
     exclude_truncated: bool = False,
-) -> Pool:
-    """Load a scored pool from ``path`` (file, folder of shards, or stage folder).
-
-    ``columns`` maps a logical field (prompt, prompt_id, responses, rewards, response, reward,
-    sample_idx, finish_reason) to the input's column name. ``prompts`` is a prompt table for long
-    rows that carry only ``prompt_id``. Non-finite rewards and empty responses are dropped and
-    counted; truncated responses (finish_reason ``length``) too when ``exclude_truncated``.
-    """
-    path = Path(path)
-    cols = dict(DEFAULT_COLUMNS)
-    for k, v in (columns or {}).items():
-        if k not in cols:
-            raise InputError(f"unknown column key {k!r}; use one of {', '.join(cols)}")
-        cols[k] = (v,)
-    if path.is_dir() and (path / "samples").is_dir() and (path / "scores").is_dir():
-        frames, layout = _stage_frames(path), "stage"
-    else:
-        prompt_table = _load_prompt_table(Path(prompts)) if prompts else None
-        if prompt_table is None and path.is_dir() and (path / "prompts.parquet").exists():
-            prompt_table = _load_prompt_table(path / "prompts.parquet")
-        frames, layout = [], None
-        for f in list_table_files(path):
-            if f.name == "prompts.parquet":
-                continue
-            table, lines = _read(f, cols)
-            if table.num_rows == 0:
-                continue
-            names = table.column_names
-            wide = any(_pick(names, cols, k) is not None for k in ("responses", "rewards"))
-            this = "wide" if wide else "long"
-            layout = layout or this
-            if this != layout:
-                raise InputError(
-                    f"file is in the {this} layout, earlier files in the {layout} one", file=str(f)
-                )
-            frames.append(
-                _wide_frame(table, lines, str(f), cols)
-                if wide
-                else _long_frame(table, lines, str(f), cols, prompt_table)
-            )
-        if not frames:
-            raise InputError("the pool is empty: no rows found", file=str(path))
-    return _merge(frames, layout or "wide", str(path), exclude_truncated)
-
-
-def _merge(frames: list[_Frame], layout: str, source: str, exclude_truncated: bool) -> Pool:
-    all_pids = sorted({p for f in frames for p in f.pid_values})
-    rank = {p: i for i, p in enumerate(all_pids)}
-    codes = np.concatenate(
-        [np.array([rank[p] for p in f.pid_values], dtype=np.int64)[f.pid_code] for f in frames]
-    )
-    sample_idx = np.concatenate([f.sample_idx for f in frames])
-    rewards = np.concatenate([f.rewards for f in frames])
-    texts = pa.chunked_array([f.texts.cast(pa.large_string()) for f in frames]).combine_chunks()
-    if len(sample_idx) and sample_idx.min() < 0:
-        i = int(np.argmin(sample_idx))
-        f, row = _origin(frames, i)
-        raise _bad(f, row, "sample_idx", "sample index must be >= 0")
-
-    key = codes * (int(sample_idx.max(initial=0)) + 1) + sample_idx
-    order = None if np.all(key[1:] > key[:-1]) else np.argsort(key, kind="stable")
-    skey = key if order is None else key[order]
-    dup = np.flatnonzero(skey[1:] == skey[:-1])
-    if len(dup):
-        a, b = (
-            (int(dup[0]), int(dup[0]) + 1)
-            if order is None
-            else (int(order[dup[0]]), int(order[dup[0] + 1]))
-        )
-        fa, ra = _origin(frames, a)
-        fb, rb = _origin(frames, b)
-        raise InputError(
-            f"duplicate (prompt_id, sample_idx) = ({all_pids[codes[b]]}, {sample_idx[b]}); "
-            f"first seen in {fa} row {ra}",
-            file=fb,
-            row=rb,
-            field="sample_idx",
-        )
-    finite = np.isfinite(rewards)
-    stripped = pc.utf8_length(pc.utf8_trim_whitespace(texts))
-    nonempty = np.asarray(pc.fill_null(pc.greater(stripped, 0), False))
-    keep = finite & nonempty
-    dropped = {
-        "non_finite_reward": int((~finite).sum()),
-        "empty_response": int((finite & ~nonempty).sum()),
-    }
+    max_samples: int | None = None,
+) -> tuple[list[Prompt], dict]:
+    """Each prompt's usable responses (the drop rules of single responses, in order: outside
+    the first ``max_samples`` (not counted), non-finite reward, empty text, truncated), and the
+    pool's counts."""
+    counts = {"responses_in": 0, "non_finite_reward": 0, "empty_response": 0}
     if exclude_truncated:
-        trunc = np.concatenate(
-            [
-                f.truncated if f.truncated is not None else np.zeros(len(f.sample_idx), bool)
-                for f in frames
-            ]
-        )
-        dropped["truncated"] = int((keep & trunc).sum())
-        keep &= ~trunc
-    sel = np.flatnonzero(keep) if order is None else order[keep[order]]
-    counts = np.bincount(codes[sel], minlength=len(all_pids))
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    messages = {}
-    for f in frames:
-        messages.update(f.messages)
-    msg_arr = pa.array([messages[p] for p in all_pids], type=MESSAGES_TYPE)
-    return Pool(
-        prompt_ids=np.array(all_pids, dtype=object),
-        messages=msg_arr,
-        offsets=offsets,
-        sample_idx=sample_idx[sel],
-        rewards=rewards[sel],
-        texts=ArrowTexts(texts, sel),
-        responses_in=len(rewards),
-        dropped=dropped,
-        layout=layout,
-        source=source,
+        counts["truncated"] = 0
+    out = []
+    for pid, resps in pool.responses.items():
+        used = []
+        for r in sorted(resps, key=lambda r: r.idx):
+            if max_samples is not None and r.idx >= max_samples:
+                continue
+            counts["responses_in"] += 1
+            if r.reward is None or not math.isfinite(r.reward):
+                counts["non_finite_reward"] += 1
+            elif r.text is None or not r.text.strip():
+                counts["empty_response"] += 1
+            elif exclude_truncated and r.finish_reason == "length":
+                counts["truncated"] += 1
+            else:
+                used.append(r)
+        out.append(Prompt(pid, pool.messages[pid], used, ddof))
+    return out, counts
+
+
+# -- comparing an implementation's output with the reference ---------------------------------
+
+
+def _close(a, b, rel=1e-9, abs_=1e-12) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+
+
+FLOATS = {
+    "chosen_reward": 0.0,
+    "rejected_reward": 0.0,
+    "mu": 1e-9,
+    "sigma": 1e-9,
+    "chosen_z": 1e-7,
+    "rejected_z": 1e-7,
+    "chosen_target": 1e-9,
+    "rejected_target": 1e-9,
+    "skewness": 1e-6,
+    "shapiro_p": 1e-5,
+}
+
+
+def compare(
+    got_rows: list[dict],
+    got_dropped: dict,
+    prompts: list[Prompt],
+    name: str,
+    chosen: str,
+    rejected: str,
+    *,
+    margin: float = 0.0,
+) -> int:
+    """Assert that an implementation's rows and drop counts of one strategy are the
+    reference's. A kept prompt's picks must be among those the reference allows (its row is
+    then the reference's row of those picks); a dropped prompt must be dropped for a reason one
+    of its allowed picks has, and the counts must be reachable (Hall's condition over the
+    reasons). Returns how many rows the implementation settled inside the allowed sets."""
+    got = {r["prompt_id"]: r for r in got_rows}
+    assert len(got) == len(got_rows), f"{name}: a prompt has two rows"
+    fixed = dict.fromkeys(DROPS, 0)
+    flexible: list[set[str]] = []  # dropped prompts with more than one possible reason
+    want_rows, deferred = [], 0
+    for pr in sorted(prompts, key=lambda p: p.pid):
+        reason = _prompt_reason(pr)
+        if reason is not None:
+            assert pr.pid not in got, (name, pr.pid, "kept, but", reason)
+            fixed[reason] += 1
+            continue
+        allowed = _allowed(pr, chosen, rejected)
+        if pr.pid in got:
+            g = got[pr.pid]
+            picks = [a for a in allowed if a[:2] == (g["chosen_idx"], g["rejected_idx"])]
+            assert picks, (
+                name,
+                pr.pid,
+                "picks not allowed",
+                g["chosen_idx"],
+                g["rejected_idx"],
+                [a[:2] for a in allowed],
+            )
+            assert _outcome(pr, *picks[0][:2], margin) is None, (name, pr.pid, "should drop")
+            deferred += picks[0] != allowed[0]
+            want_rows.append(_row(pr, name, picks[0]))
+            continue
+        possible = {_outcome(pr, c, r, margin) for c, r, _, _ in allowed} - {None}
+        assert possible, (name, pr.pid, "dropped, but every allowed pick is kept")
+        if len(possible) == 1:
+            fixed[possible.pop()] += 1
+        else:
+            flexible.append(possible)
+    _check_counts(name, got_dropped, fixed, flexible)
+    assert [r["prompt_id"] for r in got_rows] == [r["prompt_id"] for r in want_rows], name
+    for g, w in zip(got_rows, want_rows):
+        for k, v in w.items():
+            tol = FLOATS.get(k)
+            if tol is None or tol == 0.0:
+                assert g[k] == v, (name, g["prompt_id"], k, g[k], v)
+            else:
+                assert _close(g[k], v, rel=tol, abs_=tol), (name, g["prompt_id"], k, g[k], v)
+    return deferred
+
+
+def _check_counts(name: str, got: dict, fixed: dict, flexible: list[set[str]]) -> None:
+    """``got`` = ``fixed`` + one reason from each set of ``flexible``, for some choice."""
+    assert list(got) == list(DROPS), (name, list(got))
+    need = {k: got[k] - fixed[k] for k in DROPS}
+    assert all(v >= 0 for v in need.values()), (name, got, fixed)
+    assert sum(need.values()) == len(flexible), (name, got, fixed, flexible)
+    used = [k for k in DROPS if need[k]]
+    for mask in range(1, 1 << len(used)):
+        subset = {used[i] for i in range(len(used)) if mask >> i & 1}
+        supply = sum(1 for f in flexible if f & subset)
+        assert sum(need[k] for k in subset) <= supply, (name, got, fixed, flexible)
+
+
+def _read_output(path: Path) -> list[dict]:
+    if path.suffix == ".parquet":
+        return pq.read_table(path).to_pylist()
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def check_output(
+    pool_path,
+    out_dir,
+    specs: list[str],
+    *,
+    ddof: float = 0.0,
+    margin: float = 0.0,
+    exclude_truncated: bool = False,
+    max_samples: int | None = None,
+    columns: dict | None = None,
+    prompts=None,
+    fmt: str = "parquet",
+) -> int:
+    """Assert that every strategy's files in ``out_dir`` (rows, drop counts, the pool's counts)
+    are the reference's for the pool at ``pool_path``; returns the picks the implementation
+    settled inside the allowed sets (see :func:`compare`)."""
+    pool = read_pool(pool_path, columns=columns, prompts=prompts)
+    prs, counts = usable_prompts(
+        pool, ddof=ddof, exclude_truncated=exclude_truncated, max_samples=max_samples
     )
-
-
-def _origin(frames: list[_Frame], i: int) -> tuple[str, int]:
-    for f in frames:
-        if i < len(f.lines):
-            return f.file, int(f.lines[i])
-        i -= len(f.lines)
-    raise IndexError(i)
+    deferred = 0
+    strategies = expand(specs)
+    for name, c, r in strategies:
+        stats = json.loads((Path(out_dir) / f"{name}.json").read_text())
+        rows = _read_output(Path(out_dir) / f"{name}.{fmt}")
+        assert stats["prompts_in"] == len(prs) and stats["pairs_out"] == len(rows)
+        deferred += compare(rows, stats["dropped"], prs, name, c, r, margin=margin)
+        p = stats["pool"]
+        assert p["prompts"] == len(prs) and p["responses_in"] == counts["responses_in"]
+        assert p["responses_used"] == sum(pr.n for pr in prs)
+        assert p["responses_dropped"] == {k: v for k, v in counts.items() if k != "responses_in"}, (
+            p["responses_dropped"],
+            counts,
+        )
+    assert sorted(f.stem for f in Path(out_dir).glob("*.json")) == sorted(
+        n for n, _, _ in strategies
+    )
+    return deferred

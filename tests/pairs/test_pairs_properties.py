@@ -11,9 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pairs_reference import check_output
 from pairs_util import long_rows
 
-from sweetspot.pairs import PairBuilder, load_pool, parse_strategies
+from sweetspot.pairs import PairBuilder, PairConfig, load_pool, parse_strategies, run_pair
 
 # Rewards on a coarse grid make exact ties (in value and in distance) common.
 reward = st.one_of(
@@ -41,12 +42,12 @@ def _pool_file(tmp_path, prompts, order_seed=None):
     return path
 
 
-def _all_rows(path, specs=SPECS, margin=0.0, seed=0):
-    builder = PairBuilder.from_pool(load_pool(path), margin=margin, seed=seed)
-    out = {}
-    for s in parse_strategies(specs):
-        out[s.name] = builder.build(s)[0].to_pylist()
-    return out
+def _all_rows(path, specs=SPECS, margin=0.0, seed=0, ddof=0.0):
+    out_dir = path.with_suffix(".out")
+    stats = run_pair(
+        path, out_dir, PairConfig(strategies=specs, margin=margin, seed=seed, ddof=ddof)
+    )
+    return {name: pq.read_table(out_dir / f"{name}.parquet").to_pylist() for name in stats}
 
 
 @SETTINGS
@@ -59,21 +60,19 @@ def test_chosen_beats_rejected_by_more_than_margin(tmp_path, prompts, margin):
 
 
 @SETTINGS
-@given(prompts=pools)
-def test_selected_response_is_nearest_to_its_target(tmp_path, prompts):
+@given(
+    prompts=pools,
+    margin=st.sampled_from([0.0, 0.5]),
+    ddof=st.sampled_from([0.0, 1.0, 2.0]),
+    seed=st.integers(0, 2**32),
+)
+def test_pairs_are_the_independent_references(tmp_path, prompts, margin, ddof, seed):
+    """Every row and drop count of every strategy equals the reference's (SPEC §2 in plain
+    Python): positions, nearest-to-target with ties to the lower index, ddof, drop order."""
     path = _pool_file(tmp_path, prompts)
-    by_id = {}
-    pool = load_pool(path)
-    for p, (a, b) in enumerate(zip(pool.offsets[:-1], pool.offsets[1:])):
-        by_id[pool.prompt_ids[p]] = (pool.sample_idx[a:b], pool.rewards[a:b])
-    for rows in _all_rows(path, specs=["grid", "q=0.8:q=0.3"]).values():
-        for r in rows:
-            idx, rewards = by_id[r["prompt_id"]]
-            for side in ("chosen", "rejected"):
-                target = r[f"{side}_target"]
-                dist = np.abs(rewards - target)
-                best = idx[np.flatnonzero(dist == dist.min())].min()  # ties: lower index
-                assert r[f"{side}_idx"] == best
+    out = path.with_suffix(".out")
+    run_pair(path, out, PairConfig(strategies=SPECS, margin=margin, ddof=ddof, seed=seed))
+    check_output(path, out, SPECS, margin=margin, ddof=ddof)
 
 
 @SETTINGS

@@ -8,155 +8,25 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pairs_reference import load_pool_one_pass
+from pairs_reference import check_output
+from pool_files import KINDS, long_rows_of, random_prompts, write_jsonl, write_pool
 
 import sweetspot.pairs.build as build_mod
 import sweetspot.pairs.capture as capture
 import sweetspot.pairs.sources as sources
 from sweetspot.errors import InputError
-from sweetspot.ids import prompt_id, to_messages
 from sweetspot.pairs import PairBuilder, PairConfig, load_pool, parse_strategies, run_pair
 from sweetspot.pairs.texts import FetchedTexts, StreamedTexts
 
 SPECS = ["grid", "max:random", "max:min-of-3", "q=0.8:q=0.2"]
 
 
-def _prompts(n_prompts=30, seed=0):
-    rng = np.random.default_rng(seed)
-    out = {}
-    for i in range(n_prompts):
-        n = int(rng.integers(1, 12))
-        rewards = [float(x) for x in np.round(rng.normal(size=n), 1)]  # ties happen
-        rewards = [r if rng.random() > 0.08 else None for r in rewards]
-        texts = [
-            str(rng.choice(["", "  ", f"prompt {i} says {k}", "same", " same\n", "x" * 40]))
-            for k in range(n)
-        ]
-        reasons = [str(rng.choice(["stop", "length"])) for _ in range(n)]
-        out[f"prompt {i}"] = (rewards, texts, reasons)
-    return out
-
-
-def _long_rows(prompts, shuffle_seed=None):
-    rows = [
-        {"prompt": p, "sample_idx": k, "response": t, "reward": r, "finish_reason": f}
-        for p, (rewards, texts, reasons) in prompts.items()
-        for k, (r, t, f) in enumerate(zip(rewards, texts, reasons))
-    ]
-    if shuffle_seed is not None:
-        order = np.random.default_rng(shuffle_seed).permutation(len(rows))
-        rows = [rows[i] for i in order]
-    return rows
-
-
-def _write_jsonl(path, rows):
-    path.write_text(
-        "".join(json.dumps(r) + ("\n\n" if i % 7 == 3 else "\n") for i, r in enumerate(rows))
-    )
-    return path
-
-
-def _write_pool(kind: str, root: Path, prompts) -> Path:
-    msgs = {p: to_messages(p) for p in prompts}
-    ids = {p: prompt_id(m) for p, m in msgs.items()}
-    if kind == "wide_jsonl":
-        rows = [{"prompt": p, "responses": t, "rewards": r} for p, (r, t, _) in prompts.items()]
-        return _write_jsonl(root / "wide.jsonl", rows)
-    if kind == "wide_parquet":
-        rows = [
-            {
-                "prompt": [{"role": "system", "content": "be brief"}, *msgs[p]],
-                "responses": t,
-                "rewards": r,
-            }
-            for p, (r, t, _) in prompts.items()
-        ]
-        pq.write_table(pa.Table.from_pylist(rows), root / "wide.parquet", row_group_size=4)
-        return root / "wide.parquet"
-    if kind == "long_parquet":
-        pq.write_table(
-            pa.Table.from_pylist(_long_rows(prompts, 1)), root / "long.parquet", row_group_size=17
-        )
-        return root / "long.parquet"
-    if kind == "long_jsonl_messages":
-        rows = [dict(r, prompt=msgs[r["prompt"]]) for r in _long_rows(prompts, 2)]
-        return _write_jsonl(root / "long.jsonl", rows)
-    if kind in ("shards", "stage", "stage_grown", "stage_shuffled", "stage_mirrored"):
-        folder = root / kind
-        table = pa.Table.from_pylist([{"prompt_id": ids[p], "messages": msgs[p]} for p in prompts])
-        rows = [dict(r, prompt_id=ids[r.pop("prompt")]) for r in _long_rows(prompts)]
-        if kind == "shards":
-            folder.mkdir()
-            pq.write_table(table, folder / "prompts.parquet")
-            for i in range(0, len(rows), 25):
-                pq.write_table(
-                    pa.Table.from_pylist(rows[i : i + 25]), folder / f"p-{i:04d}.parquet"
-                )
-            return folder
-        (folder / "samples").mkdir(parents=True)
-        (folder / "scores").mkdir()
-        pq.write_table(table, folder / "prompts.parquet")
-        if kind == "stage_grown":  # n grown later: each prompt's samples in two shards
-            first = [r for r in rows if r["sample_idx"] < 3]
-            rows = first + [r for r in rows if r["sample_idx"] >= 3]
-        samples = [
-            {k: r[k] for k in ("prompt_id", "sample_idx", "finish_reason")}
-            | {"text": r["response"]}
-            for r in rows
-        ]
-        scores = [
-            {"prompt_id": r["prompt_id"], "sample_idx": r["sample_idx"], "reward": r["reward"]}
-            for r in rows
-            if r["reward"] is not None or r["sample_idx"] % 2
-        ]
-        if kind == "stage_shuffled":
-            scores = [scores[i] for i in np.random.default_rng(3).permutation(len(scores))]
-        cuts = range(0, len(samples), 40)
-        if kind == "stage_mirrored":
-            # as `sweetspot sample` + `score` write: shards of whole prompts, a score shard per
-            # sample shard with the same rows in the same order
-            firsts = [i for i, r in enumerate(rows) if r["sample_idx"] == 0]
-            cuts = firsts[::5]
-            bounds = [*cuts, len(rows)]
-            for s, (i, j) in enumerate(zip(bounds[:-1], bounds[1:])):
-                scored = [
-                    {k: r[k] for k in ("prompt_id", "sample_idx", "reward")} for r in rows[i:j]
-                ]
-                pq.write_table(
-                    pa.Table.from_pylist(scored), folder / "scores" / f"part-{s:05d}.parquet"
-                )
-            scores = []
-        bounds = [*cuts, len(samples)]
-        for s, (i, j) in enumerate(zip(bounds[:-1], bounds[1:])):
-            pq.write_table(
-                pa.Table.from_pylist(samples[i:j]), folder / "samples" / f"part-{s:05d}.parquet"
-            )
-        for s, i in enumerate(range(0, len(scores), 33)):
-            pq.write_table(
-                pa.Table.from_pylist(scores[i : i + 33]),
-                folder / "scores" / f"part-{s:05d}.parquet",
-            )
-        return folder
-    raise ValueError(kind)
-
-
-KINDS = [
-    "wide_jsonl",
-    "wide_parquet",
-    "long_parquet",
-    "long_jsonl_messages",
-    "shards",
-    "stage",
-    "stage_grown",
-    "stage_shuffled",
-    "stage_mirrored",
-]
+_prompts, _write_pool, _long_rows = random_prompts, write_pool, long_rows_of
 
 
 def _rows(table: pa.Table) -> str:
@@ -190,32 +60,13 @@ def batches(request, monkeypatch):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("exclude_truncated", [False, True])
-def test_same_pool_and_pairs_as_the_one_pass_loader(
-    tmp_path, kind, exclude_truncated, batches, catch_all
-):
+def test_tiny_batches_give_the_references_pairs(tmp_path, kind, monkeypatch, catch_all):
+    """Many batches per file (JSON blocks shorter than a line) and texts caught in pass 1."""
+    monkeypatch.setattr(sources, "BATCH_BYTES", 64)
+    monkeypatch.setattr(sources, "JSON_BLOCK_BYTES", 64)
     path = _write_pool(kind, tmp_path, _prompts())
-    new = load_pool(path, exclude_truncated=exclude_truncated)
-    old = load_pool_one_pass(path, exclude_truncated=exclude_truncated)
-    assert _canonical(new) == _canonical(old)
-    assert new.dropped == old.dropped and new.responses_in == old.responses_in
-    b_new, b_old = PairBuilder.from_pool(new, seed=3), PairBuilder.from_pool(old, seed=3)
-    for s in parse_strategies(SPECS):
-        t_new, s_new = b_new.build(s)
-        t_old, s_old = b_old.build(s)
-        assert _rows(t_new) == _rows(t_old)
-        assert json.dumps(s_new) == json.dumps(s_old)
-    # the stage: all strategies from one fetch of texts, the same rows as one by one
-    out = run_pair(
-        path,
-        tmp_path / "out",
-        PairConfig(strategies=SPECS, seed=3, exclude_truncated=exclude_truncated),
-    )
-    for name in out:
-        (s,) = [s for s in parse_strategies(SPECS) if s.name == name]
-        assert _rows(pq.read_table(tmp_path / "out" / f"{name}.parquet")) == _rows(
-            b_old.build(s)[0]
-        )
+    run_pair(path, tmp_path / "out", PairConfig(strategies=SPECS, seed=3, exclude_truncated=True))
+    check_output(path, tmp_path / "out", SPECS, exclude_truncated=True)
 
 
 def _best_first_pool(path, row_group_size=10):
@@ -318,10 +169,7 @@ def test_prompts_split_across_files_are_read_again(tmp_path, monkeypatch, catch_
     again = {s["texts_read_again"] for s in out.values()}
     assert len(again) == 1 and 0 < again.pop() <= 2 * 7  # the split prompts' picks only
     assert sum(read) > 0
-    reference = PairBuilder.from_pool(load_pool_one_pass(folder))
-    for s in parse_strategies(["grid"]):
-        got = pq.read_table(tmp_path / "out" / f"{s.name}.parquet")
-        assert _rows(got) == _rows(reference.build(s)[0])
+    check_output(folder, tmp_path / "out", ["grid"])
 
 
 def test_text_source_counts_what_it_reads(tmp_path):
@@ -423,7 +271,7 @@ def test_errors_in_a_later_batch_name_their_own_row(tmp_path, batches):
     e = _error(path)
     assert (e.row, e.field) == (46, "sample_idx")
     dup = [*rows, dict(rows[13])]  # line numbers in JSONL count blank lines
-    e = _error(_write_jsonl(tmp_path / "dup.jsonl", dup))
+    e = _error(write_jsonl(tmp_path / "dup.jsonl", dup))
     assert e.field == "sample_idx" and "duplicate" in e.message
     lines = (tmp_path / "dup.jsonl").read_text().splitlines()
     assert json.loads(lines[e.row - 1]) == rows[13]
@@ -434,7 +282,7 @@ def test_errors_in_a_later_batch_name_their_own_row(tmp_path, batches):
 def test_wide_duplicate_prompt_names_the_prompt_and_both_rows(tmp_path, batches):
     rows = [{"prompt": f"p{i}", "responses": ["a", "b"], "rewards": [1.0, 2.0]} for i in range(9)]
     rows.append(dict(rows[2]))
-    e = _error(_write_jsonl(tmp_path / "wide.jsonl", rows))
+    e = _error(write_jsonl(tmp_path / "wide.jsonl", rows))
     lines = (tmp_path / "wide.jsonl").read_text().splitlines()
     assert e.field == "prompt" and "'p2'" in e.message and "first seen in row" in e.message
     first_seen = int(e.message.split("first seen in row ")[1].split()[0])

@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_pairs_streaming import KINDS, SPECS, _prompts, _write_pool
+from pool_files import KINDS
+from pool_files import random_prompts as _prompts
+from pool_files import write_pool as _write_pool
+from test_pairs_streaming import SPECS
 
 from sweetspot.pairs import PairConfig, run_pair
 
