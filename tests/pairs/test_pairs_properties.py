@@ -216,10 +216,10 @@ def test_whitespace_bytes_are_the_arrow_and_python_set():
 )
 def test_prompt_ids_of_the_fast_paths_are_those_of_ids(prompts):
     from sweetspot.ids import prompt_id, to_messages
-    from sweetspot.pairs.scan import prompt_messages
+    from sweetspot.pairs.prompts import prompt_messages
 
     values = pa.array(prompts)
-    pids, msgs = prompt_messages(values, None, np.arange(len(prompts)), "prompt")
+    pids, msgs = prompt_messages(values, lambda i, msg: AssertionError(msg))
     assert pids == [prompt_id(to_messages(p)) for p in prompts]
     assert msgs.to_pylist() == [to_messages(p) for p in prompts]
 

@@ -4,8 +4,9 @@ pair per strategy, with provenance and diagnostics.
     from sweetspot.pairs import PairConfig, run_pair
     stats = run_pair("scored.jsonl", "pairs/", PairConfig(strategies=["sweet-spot", "grid"]))
 
-The stage is in ``sweetspot.pairs.stage`` (two passes over the files: rewards, then the texts of
-the picked rows), its options in ``sweetspot.pairs.config``.
+The stage is in ``sweetspot.pairs.stage`` (DuckDB reads each prompt's rewards grouped, numpy
+picks, DuckDB joins back the picked texts and writes the pairs), its options in
+``sweetspot.pairs.config``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ _WHERE = {
     "SEVEN_POSITIONS": "sweetspot.pairs.strategies",
     "Selection": "sweetspot.pairs.build",
     "Strategy": "sweetspot.pairs.strategies",
-    "TextSource": "sweetspot.pairs.texts",
+    "TextSource": "sweetspot.pairs.pool",
     "blom_expected_min_z": "sweetspot.pairs.build",
     "load_pool": "sweetspot.pairs.pool",
     "parse_selector": "sweetspot.pairs.strategies",
