@@ -300,7 +300,12 @@ class _Reader:
             f"CREATE OR REPLACE TEMP VIEW pool AS SELECT s.*, r.reward FROM {s_view} s LEFT JOIN "
             f"{r_view} r ON s.prompt_id = r.prompt_id AND s.sample_idx = r.sample_idx"
         )
-        return self._long("pool", "stage", path / "prompts.parquet", {"prompt_id": "prompt_id"})
+        pool = self._long("pool", "stage", path / "prompts.parquet", {"prompt_id": "prompt_id"})
+        self.con.execute(  # texts come from the samples alone
+            f"CREATE OR REPLACE TEMP VIEW texts AS SELECT *, prompt_id AS prompt_key FROM {s_view}"
+        )
+        pool.texts.view = "texts"
+        return pool
 
     def _code(self, text: str, reward: str, finish: str) -> str:
         """SQL of a response's drop code (0 usable, else 1 + index in RESPONSE_DROPS; 4: past
