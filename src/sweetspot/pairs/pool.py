@@ -16,6 +16,8 @@ Layouts, detected from the columns:
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -78,6 +80,27 @@ class Pool:
         rank[np.argsort(self.prompt_ids, kind="stable")] = np.arange(self.n_prompts)
         return rank
 
+    def without(self, uids: np.ndarray, truncated: int = 0) -> Pool:
+        """This pool less the responses ``uids`` (found empty), counted as empty responses;
+        ``truncated`` of the empty ones had been left out as truncated instead."""
+        drop = np.isin(self.texts.uid, uids)
+        seg = np.repeat(np.arange(self.n_prompts), np.diff(self.offsets))
+        n = np.bincount(seg[~drop], minlength=self.n_prompts)
+        dropped = dict(self.dropped)
+        dropped["empty_response"] += int(drop.sum()) + truncated
+        if truncated:
+            dropped["truncated"] -= truncated
+        texts = copy.copy(self.texts)
+        texts.uid = self.texts.uid[~drop]
+        return dataclasses.replace(
+            self,
+            offsets=np.concatenate([[0], np.cumsum(n)]).astype(np.int64),
+            sample_idx=self.sample_idx[~drop],
+            rewards=self.rewards[~drop],
+            texts=texts,
+            dropped=dropped,
+        )
+
     def context(self, ddof: float = 0.0, seed: int = 0) -> PoolContext:
         """Statistics of this pool for pair selection."""
         return PoolContext(
@@ -86,15 +109,18 @@ class Pool:
 
 
 class FetchedTexts(TextSource):
-    """The texts of a sorted set of flat rows, fetched at once; ``take`` looks up any of them,
-    ``signatures`` their end-word signatures (computed once for all strategies)."""
+    """The texts of a sorted set of responses (``uids``), fetched at once; ``take`` looks up
+    any of them by flat row (``uid_of_row``), ``signatures`` their end-word signatures
+    (computed once for all strategies)."""
 
-    def __init__(self, rows: np.ndarray, texts: pa.Array) -> None:
-        self.rows = rows
+    def __init__(self, uids: np.ndarray, texts: pa.Array, uid_of_row: np.ndarray) -> None:
+        self.rows = uids
         self.texts = texts
+        self.uid_of_row = uid_of_row
         self._signatures = None
 
     def _pos(self, rows: np.ndarray) -> np.ndarray:
+        rows = self.uid_of_row[rows]
         pos = np.searchsorted(self.rows, rows)
         if len(rows) and (pos.max() >= len(self.rows) or np.any(self.rows[pos] != rows)):
             raise KeyError("a row whose text was not fetched")
@@ -115,18 +141,30 @@ class FetchedTexts(TextSource):
 class SqlTexts(TextSource):
     """The texts of flat rows, fetched from the input by a join on (prompt key, sample index).
 
-    ``keys`` holds the prompt key of each query group (as the input has it), ``group`` the
-    query group of each flat row; ``reads`` counts the texts fetched.
+    ``keys`` holds the prompt key of each query group (as the input has it); a flat row's
+    response is ``uid[row]``, whose query group and sample index are ``group`` and ``idx``
+    (``prompt`` is its prompt's position in the pool); ``truncated`` lists (prompt, index)
+    keys of responses left out as truncated. ``reads`` counts the texts fetched.
     """
 
-    def __init__(self, con, view: str, wide: bool, keys: pa.Array, group, idx) -> None:
+    def __init__(self, con, view, wide, keys, group, idx, prompt, truncated) -> None:
         self.con, self.view, self.wide = con, view, wide
-        self.keys, self.group, self.idx = keys, group, idx
+        self.keys, self.group, self.idx, self.prompt = keys, group, idx, prompt
+        self.truncated = truncated
+        self.uid = np.arange(len(idx))
         self.reads = 0
 
     def take(self, rows: np.ndarray) -> pa.Array:
-        rows = np.asarray(rows, dtype=np.int64)
-        uniq, back = np.unique(rows, return_inverse=True)
+        return self._fetch(rows, blanks=False)[0]
+
+    def take_finding_blanks(self, rows: np.ndarray) -> tuple[pa.Array, np.ndarray, int]:
+        """The texts of ``rows`` and, from the same pass over the input, the responses whose
+        text is empty: their uids among the pool's, and how many were left out as truncated."""
+        return self._fetch(rows, blanks=True)
+
+    def _fetch(self, rows: np.ndarray, blanks: bool):
+        uid = self.uid[np.asarray(rows, dtype=np.int64)]
+        uniq, back = np.unique(uid, return_inverse=True)
         want = pa.table(
             {
                 "key": self.keys.take(pa.array(self.group[uniq])),
@@ -137,26 +175,76 @@ class SqlTexts(TextSource):
         self.con.register("sweetspot_want", want)
         text = "list_extract(s.responses, w.idx + 1)" if self.wide else "s.response"
         on = "s.prompt_key = w.key" + ("" if self.wide else " AND s.sample_idx = w.idx")
+        blank = blank_sql("s.response")
         got = self.con.sql(
-            f"SELECT w.pos, {text} AS text FROM {self.view} s JOIN sweetspot_want w ON {on}"
+            f"SELECT w.pos, {text} AS text, s.prompt_key"
+            + ("" if self.wide else ", s.sample_idx")
+            + f" FROM {self.view} s "
+            + (
+                f"LEFT JOIN sweetspot_want w ON {on} WHERE w.pos IS NOT NULL OR {blank}"
+                if blanks
+                else f"JOIN sweetspot_want w ON {on}"
+            )
         ).to_arrow_table()
         self.con.unregister("sweetspot_want")
         self.reads += len(uniq)
-        texts = pa.nulls(0, pa.large_string())
-        if got.num_rows:
-            order = np.argsort(to_numpy(got.column("pos"), np.int64))
-            texts = got.column("text").combine_chunks().cast(pa.large_string()).take(order)
+        pos = to_numpy(pc.fill_null(got.column("pos"), -1), np.int64)
+        hit = np.flatnonzero(pos >= 0)
+        texts = got.column("text").take(pa.array(hit[np.argsort(pos[hit])]))
+        texts = texts.combine_chunks().cast(pa.large_string())
         if len(texts) != len(uniq):
             raise InputError("a picked response was not found again in the input")
-        return texts.take(pa.array(back, pa.int64()))
+        texts = texts.take(pa.array(back, pa.int64()))
+        if not blanks:
+            return texts, None, 0
+        empty = got.filter(pa.array(pos < 0) if len(pos) else pa.array([], pa.bool_()))
+        wanted_blank = np.flatnonzero(_blank_texts(texts)) if len(texts) else []
+        return texts, *self._blank_uids(empty, uid[wanted_blank])
+
+    def _blank_uids(self, empty: pa.Table, also: np.ndarray) -> tuple[np.ndarray, int]:
+        """Pool uids of the blank responses of ``empty`` (rows with key and index) plus
+        ``also``, and how many blank ones were truncated."""
+        if not empty.num_rows:
+            return np.unique(also), 0
+        code = {_hashable(k): g for g, k in enumerate(self.keys.to_pylist())}
+        group = np.array([code[_hashable(k)] for k in empty.column("prompt_key").to_pylist()])
+        p = self._group_prompt[group]
+        i = to_numpy(empty.column("sample_idx"), np.int64)
+        width = int(max(self.idx.max(initial=0), i.max(initial=0))) + 1
+        key = p * width + i
+        pool_keys = self.prompt * width + self.idx  # sorted: pools are by (prompt, index)
+        at = np.minimum(np.searchsorted(pool_keys, key), len(pool_keys) - 1)
+        found = pool_keys[at] == key if len(pool_keys) else np.zeros(len(key), bool)
+        moved = int(np.isin(key, self.truncated[:, 0] * width + self.truncated[:, 1]).sum())
+        return np.unique(np.concatenate([at[found], also])).astype(np.int64), moved
+
+
+def _hashable(v):
+    return tuple(tuple(sorted(m.items())) for m in v) if isinstance(v, list) else v
+
+
+def _blank_texts(texts: pa.Array) -> np.ndarray:
+    """Per text: null or only whitespace."""
+    blank = pc.or_kleene(pc.equal(pc.binary_length(texts), 0), pc.utf8_is_space(texts))
+    return to_numpy(pc.fill_null(blank, True))
+
+
+def blank_sql(text: str) -> str:
+    """SQL: the text is missing or only whitespace (the expression reads its first character
+    and looks further only when that is a space)."""
+    first = f"ascii({text})"
+    return (
+        f"({text} IS NULL OR {text} = '' OR (({first} <= 32 OR {first} IN (133, 160, 5760, "
+        f"8232, 8233, 8239, 8287, 12288) OR {first} BETWEEN 8192 AND 8202) AND "
+        f"regexp_full_match({text}, '{BLANK}')))"
+    )
 
 
 def connect():
     """A DuckDB connection of its own (the stage's views live in it)."""
     import duckdb
 
-    con = duckdb.connect(config={"preserve_insertion_order": False})
-    return con
+    return duckdb.connect()
 
 
 def load_pool(
@@ -167,6 +255,7 @@ def load_pool(
     exclude_truncated: bool = False,
     max_samples: int | None = None,
     con=None,
+    defer_blank: bool = False,
 ) -> Pool:
     """Read a scored pool at ``path`` (a file, a folder of shards, a glob, or a run folder);
     the texts stay in the files until a pair needs them (``pool.texts``).
@@ -177,6 +266,10 @@ def load_pool(
     counted; truncated responses (finish_reason ``length``) too when ``exclude_truncated``.
     ``max_samples`` keeps only the first that many samples of each prompt (sample_idx below it):
     the others are not part of the pool at all.
+
+    ``defer_blank`` (long layouts): leave the texts unread — responses whose text is empty are
+    then found while the picked texts are fetched (:meth:`SqlTexts.take_finding_blanks`) and
+    taken out with :meth:`Pool.without`, so the texts are read once.
     """
     cols = dict(DEFAULT_COLUMNS)
     for k, v in (columns or {}).items():
@@ -185,6 +278,7 @@ def load_pool(
         cols[k] = (v,)
     con = con or connect()
     reader = _Reader(con, Path(path), str(path), cols, exclude_truncated, max_samples)
+    reader.defer_blank = defer_blank
     with reader.failures():
         return reader.read(prompts)
 
@@ -197,6 +291,7 @@ class _Reader:
     cols: dict
     exclude_truncated: bool
     max_samples: int | None
+    defer_blank: bool = False
     sources: list[Files] = field(default_factory=list)
 
     @contextmanager
@@ -316,7 +411,7 @@ class _Reader:
         )
         return (
             f"(CASE {outside}WHEN {reward} IS NULL OR NOT isfinite({reward}) THEN 1 "
-            f"WHEN {text} IS NULL OR regexp_full_match({text}, '{BLANK}') THEN 2 {trunc}"
+            f"{'' if self.defer_blank else f'WHEN {blank_sql(text)} THEN 2 '}{trunc}"
             f"ELSE 0 END)::TINYINT"
         )
 
@@ -378,7 +473,7 @@ class _Reader:
                 row=row,
                 field=self.files_col("rewards"),
             )
-        blank = f"list_transform(responses, lambda t: t IS NULL OR regexp_full_match(t, '{BLANK}'))"
+        blank = f"list_transform(responses, lambda t: {blank_sql('t')})"
         self.con.execute(
             f"CREATE OR REPLACE TEMP VIEW pool_keyed AS SELECT *, prompt AS prompt_key FROM {view}"
         )
@@ -487,7 +582,11 @@ class _Reader:
         n = np.bincount(p_code[keep], minlength=len(u_ids))
         first_group = np.zeros(len(u_ids), dtype=np.int64)
         first_group[g_code[::-1]] = np.arange(len(g_code))[::-1]
-        texts = SqlTexts(self.con, view, layout == "wide", keys, group[keep], idx[keep])
+        trunc = np.stack([p_code[code == 3], idx[code == 3]], axis=1)
+        texts = SqlTexts(
+            self.con, view, layout == "wide", keys, group[keep], idx[keep], p_code[keep], trunc
+        )
+        texts._group_prompt = g_code
         return Pool(
             prompt_ids=u_ids,
             messages=messages.take(pa.array(first_group)),

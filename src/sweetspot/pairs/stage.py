@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from sweetspot.pairs.build import PairBuilder
 from sweetspot.pairs.config import PairConfig
@@ -97,17 +98,31 @@ def run_pair(
             exclude_truncated=cfg.exclude_truncated,
             max_samples=cfg.max_samples,
             con=con,
+            defer_blank=True,
         )
         load_s = time.perf_counter() - t0
         steps.step(STEPS[1])
         t = time.perf_counter()
-        builder = PairBuilder.from_pool(pool, ddof=cfg.ddof, seed=cfg.seed, margin=cfg.margin)
-        selections = [builder.select(s) for s in strategies]
+        builder, selections = _select(pool, strategies, cfg)
         select_s = time.perf_counter() - t
         steps.step(STEPS[2])
         t = time.perf_counter()
         rows = np.unique(np.concatenate([s.text_rows for s in selections]))
-        texts = FetchedTexts(rows, pool.texts.take(rows))
+        if pool.layout == "wide":  # empty responses were found with the rewards
+            texts = FetchedTexts(rows, pool.texts.take(rows), pool.texts.uid)
+        else:  # one pass over the texts: the picked ones, and which responses are empty
+            fetched, empty, truncated = pool.texts.take_finding_blanks(rows)
+            uids = pool.texts.uid[rows]
+            if len(empty) or truncated:
+                pool = pool.without(empty, truncated)
+                builder, selections = _select(pool, strategies, cfg)
+                rows = np.unique(np.concatenate([s.text_rows for s in selections]))
+                more = np.setdiff1d(pool.texts.uid[rows], uids)
+                if len(more):  # picks that moved in prompts with an empty response
+                    extra = pool.texts.take(np.flatnonzero(np.isin(pool.texts.uid, more)))
+                    uids, fetched = np.concatenate([uids, more]), pa.concat_arrays([fetched, extra])
+            order = np.argsort(uids)
+            texts = FetchedTexts(uids[order], fetched.take(pa.array(order)), pool.texts.uid)
         texts_s = time.perf_counter() - t
         steps.step(STEPS[3])
         for sel in selections:
@@ -132,6 +147,11 @@ def run_pair(
         write_card(out, results, suffix, _provenance(Path(input_path), con))
     con.close()
     return results
+
+
+def _select(pool, strategies, cfg: PairConfig):
+    builder = PairBuilder.from_pool(pool, ddof=cfg.ddof, seed=cfg.seed, margin=cfg.margin)
+    return builder, [builder.select(s) for s in strategies]
 
 
 def _provenance(path: Path, con) -> dict[str, str | None]:
