@@ -181,17 +181,15 @@ def test_identical_texts_is_the_whitespace_rule(pairs):
     assert got.tolist() == want
 
 
-def test_whitespace_bytes_are_the_arrow_and_python_set():
-    from sweetspot.pairs.identical import _whitespace
+def test_fingerprints_ignore_whitespace_of_every_kind():
+    from sweetspot.pairs.identical import fingerprints
 
     spaces = [c for c in map(chr, range(0x110000)) if c.isspace()]
-    for c in spaces:
-        m = np.frombuffer(("a" + c + "b").encode(), dtype=np.uint8)[None, :]
-        assert _whitespace(m)[0].tolist() == [False] + [True] * len(c.encode()) + [False], c
-    # no other character of 1-3 UTF-8 bytes is taken for whitespace
-    others = "".join(chr(c) for c in range(0x80, 0x3100) if not chr(c).isspace())
-    m = np.frombuffer(others.encode(), dtype=np.uint8)[None, :]
-    assert not _whitespace(m).any()
+    texts = ["a b"] + [f"{c}a{c}{c}b{c}" for c in spaces] + ["ab", "a\u00e9b"]
+    fp = fingerprints(pa.array(texts))
+    assert (fp[1 : len(spaces) + 1] == fp[0]).all()  # every whitespace: the same fingerprint
+    assert (fp[-1] == fp[0]).all() and (fp[-2] == fp[0]).all()  # a candidate, not a verdict
+    assert not (fingerprints(pa.array(["a c"])) == fp[0]).all()
 
 
 @settings(max_examples=100, deadline=None)

@@ -32,23 +32,6 @@ _WHERE = {
     "run_pair": "sweetspot.pairs.stage",
 }
 
-__all__ = [
-    "DROP_REASONS",
-    "PAIR_PARAMS",
-    "PRESETS",
-    "PairBuilder",
-    "PairConfig",
-    "Pool",
-    "SEVEN_POSITIONS",
-    "Selection",
-    "Strategy",
-    "TextSource",
-    "blom_expected_min_z",
-    "load_pool",
-    "parse_selector",
-    "parse_strategies",
-    "register_selector",
-    "run_pair",
-]
+__all__ = sorted(_WHERE)
 
 __getattr__ = lazy_exports(__name__, _WHERE)

@@ -110,7 +110,7 @@ class Pool:
 
 class FetchedTexts(TextSource):
     """The texts of a sorted set of responses (``uids``), fetched at once; ``take`` looks up
-    any of them by flat row (``uid_of_row``), ``signatures`` their end-word signatures
+    any of them by flat row (``uid_of_row``), ``signatures`` their fingerprints
     (computed once for all strategies)."""
 
     def __init__(self, uids: np.ndarray, texts: pa.Array, uid_of_row: np.ndarray) -> None:
@@ -129,13 +129,13 @@ class FetchedTexts(TextSource):
     def take(self, rows: np.ndarray) -> pa.Array:
         return self.texts.take(pa.array(self._pos(rows), pa.int64()))
 
-    def signatures(self, rows: np.ndarray):
-        """The :func:`~sweetspot.pairs.identical.edge_signatures` of the texts of ``rows``."""
-        from sweetspot.pairs.identical import edge_signatures
+    def signatures(self, rows: np.ndarray) -> np.ndarray:
+        """The :func:`~sweetspot.pairs.identical.fingerprints` of the texts of ``rows``."""
+        from sweetspot.pairs.identical import fingerprints
 
         if self._signatures is None:
-            self._signatures = edge_signatures(self.texts)
-        return self._signatures.take(self._pos(rows))
+            self._signatures = fingerprints(self.texts)
+        return self._signatures[self._pos(rows)]
 
 
 class SqlTexts(TextSource):
@@ -315,28 +315,12 @@ class _Reader:
             table = path / "prompts.parquet"
         files = Files([f for f in table_files(self.text) if f.name != "prompts.parquet"])
         self.sources.append(files)
-        layout = None
-        for f in files.paths:  # every file in one layout
-            names = files.schema(f, self.cols).names
-            if not names:
-                continue
-            wide = any(pick_any(names, self.cols, k) for k in ("responses", "rewards"))
-            this = "wide" if wide else "long"
-            layout = layout or this
-            if this != layout:
-                raise InputError(
-                    f"file is in the {this} layout, earlier files in the {layout} one", file=str(f)
-                )
-        files.paths = [f for f in files.paths if files.schema(f, self.cols).names]
+        layout = files.layout(self.cols)
         if not files.paths:
             raise InputError("the pool is empty: no rows found", file=self.text)
         if layout == "wide":
-            files.resolve(
-                self.cols, ["prompt", "responses", "rewards"], ["prompt", "responses", "rewards"]
-            )
-            files.check_types()
-            view = files.relation(self.con, ["prompt", "responses", "rewards"], "pool")
-            return self._wide(view)
+            wide = ["prompt", "responses", "rewards"]
+            return self._wide(files.open(self.con, self.cols, wide, wide, "pool"))
         files.resolve(self.cols, _LONG, ["sample_idx", "response", "reward"])
         if "prompt" not in files.cols and "prompt_id" not in files.cols:
             raise InputError(
@@ -368,24 +352,12 @@ class _Reader:
                 "this run folder has samples but no scores yet: run `sweetspot score` on it first",
                 file=str(path),
             )
-        samples = Files(table_files(path / "samples"))
-        self.sources.append(samples)
-        samples.resolve(
-            self.cols,
-            ["prompt_id", "sample_idx", "response", "finish_reason"],
-            ["prompt_id", "sample_idx", "response"],
-        )
-        samples.check_types()
-        s_view = samples.relation(
-            self.con, ["prompt_id", "sample_idx", "response", "finish_reason"], "samples"
-        )
-        score = Files(scores)
-        self.sources.append(score)
-        score.resolve(
-            self.cols, ["prompt_id", "sample_idx", "reward"], ["prompt_id", "sample_idx", "reward"]
-        )
-        score.check_types()
-        r_view = score.relation(self.con, ["prompt_id", "sample_idx", "reward"], "scores")
+        samples, score = Files(table_files(path / "samples")), Files(scores)
+        self.sources += [samples, score]
+        keys = ["prompt_id", "sample_idx", "response", "finish_reason"]
+        s_view = samples.open(self.con, self.cols, keys, keys[:3], "samples")
+        keys = ["prompt_id", "sample_idx", "reward"]
+        r_view = score.open(self.con, self.cols, keys, keys, "scores")
         dup = self.con.sql(
             f"SELECT prompt_id, sample_idx FROM {r_view} GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
         ).fetchall()
@@ -422,20 +394,21 @@ class _Reader:
         )
         code = self._code("response", "reward", "finish_reason")
         got = self.con.sql(
-            f"SELECT prompt_key, list(sample_idx ORDER BY sample_idx) AS idx, "
-            f"list(reward::DOUBLE ORDER BY sample_idx) AS reward, "
-            f"list({code} ORDER BY sample_idx) AS code, "
-            f"bool_or(sample_idx IS NULL OR sample_idx < 0) AS bad "
+            # one list of structs per prompt (a list per field could come in different
+            # orders); numpy puts each prompt's responses in sample order
+            f"SELECT prompt_key, list({{'i': sample_idx, 'r': reward::DOUBLE, 'c': {code}}}) "
+            f"AS x, bool_or(sample_idx IS NULL OR sample_idx < 0) AS bad "
             f"FROM pool_keyed GROUP BY prompt_key"
         ).to_arrow_table()
         if got.column("prompt_key").null_count or pc.any(got.column("bad")).as_py():
             self._check_keys(key, cols)
         keys = got.column("prompt_key").combine_chunks()
-        idx_lists = got.column("idx").combine_chunks()
-        idx = to_numpy(idx_lists.flatten(), np.int64)
-        group = np.repeat(np.arange(len(got)), to_numpy(pc.list_value_length(idx_lists)))
-        reward = to_numpy(pc.fill_null(got.column("reward").combine_chunks().flatten(), np.nan))
-        code = to_numpy(got.column("code").combine_chunks().flatten(), np.int8)
+        lists = got.column("x").combine_chunks()
+        group = np.repeat(np.arange(len(got)), to_numpy(pc.list_value_length(lists)))
+        flat = lists.flatten()
+        idx = to_numpy(flat.field("i"), np.int64)
+        reward = to_numpy(pc.fill_null(flat.field("r"), float("nan")))
+        code = to_numpy(flat.field("c"), np.int8)
         if table is not None:
             ids, messages = self._by_table(keys, table, cols)
         else:
@@ -487,7 +460,7 @@ class _Reader:
         group = np.repeat(np.arange(len(n)), n)
         starts = np.concatenate([[0], np.cumsum(n)])[:-1]
         idx = np.arange(len(group), dtype=np.int64) - starts[group]
-        reward = to_numpy(pc.fill_null(lists.flatten().cast(pa.float64()), np.nan))
+        reward = to_numpy(pc.fill_null(lists.flatten().cast(pa.float64()), float("nan")))
         blank = to_numpy(got.column("blank").combine_chunks().flatten())
         code = np.where(~np.isfinite(reward), 1, np.where(blank, 2, 0)).astype(np.int8)
         if self.max_samples is not None:
@@ -599,10 +572,6 @@ class _Reader:
             layout=layout,
             source=self.text,
         )
-
-
-def pick_any(names: list[str], cols: dict, key: str) -> str | None:
-    return next((c for c in cols[key] if c in names), None)
 
 
 def _pid_of(prompt) -> str:

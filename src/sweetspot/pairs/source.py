@@ -114,6 +114,28 @@ class Files:
                 if problem:
                     raise InputError(problem, file=str(f), row=1, field=c)
 
+    def open(self, con, cols: dict, keys: list[str], required: list[str], name: str) -> str:
+        """Resolve the columns of ``keys``, check their types and register the view ``name``."""
+        self.resolve(cols, keys, required)
+        self.check_types()
+        return self.relation(con, keys, name)
+
+    def layout(self, cols: dict) -> str:
+        """``wide`` or ``long`` (every file the same; files without columns are left out)."""
+        found = None
+        for f in self.paths:
+            names = self.schema(f, cols).names
+            if not names:
+                continue
+            this = "wide" if any(pick(names, cols, k) for k in ("responses", "rewards")) else "long"
+            if found not in (None, this):
+                raise InputError(
+                    f"file is in the {this} layout, earlier files in the {found} one", file=str(f)
+                )
+            found = this
+        self.paths = [f for f in self.paths if self.schema(f, cols).names]
+        return found or "wide"
+
     def relation(self, con, keys: list[str], name: str) -> str:
         """Register the files as view ``name`` with ``file``, ``row`` and the fields ``keys``
         (a field a file lacks is NULL); returns ``name``."""
