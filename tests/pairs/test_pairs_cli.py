@@ -281,8 +281,9 @@ def test_the_pairs_folder_is_a_dataset_with_a_card(tmp_path):
     header = yaml.safe_load(card.split("---")[1])
     assert [c["config_name"] for c in header["configs"]] == ["sweet-spot", "conventional"]
     assert "max:mu-2sigma" in card and "12/12" in card and "reward model" in card
-    default = datasets.load_dataset(str(out), split="train")
+    cache = str(tmp_path / "hf-cache")  # a path pytest reuses must not hit an old cache
+    default = datasets.load_dataset(str(out), split="train", cache_dir=cache)
     assert default.num_rows == 12 and default[0]["strategy"] == "sweet-spot"
-    conv = datasets.load_dataset(str(out), "conventional", split="train")
+    conv = datasets.load_dataset(str(out), "conventional", split="train", cache_dir=cache)
     want = pq.read_table(out / "conventional.parquet").to_pylist()
-    assert conv.to_list() == want
+    assert json.dumps(conv.to_list()) == json.dumps(want)  # NaN-safe

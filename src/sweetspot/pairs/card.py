@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
+
 from sweetspot.io import write_text_atomic
 
 METHOD = (
@@ -24,21 +26,13 @@ def write_card(folder: Path, results: dict[str, dict], suffix: str, meta: dict) 
     first = results[names[0]]
     pool = first.get("pool") or {}
     n = pool.get("n", {})
-    header = {
-        "configs": [
-            {
-                "config_name": name,
-                "data_files": f"{name}.{suffix}",
-                **({"default": True} if i == 0 else {}),
-            }
-            for i, name in enumerate(names)
-        ],
-        "tags": ["dpo", "preference", "sweetspot"],
-        "task_categories": ["text-generation"],
-    }
+    configs = [{"config_name": n, "data_files": f"{n}.{suffix}"} for n in names]
+    configs[0]["default"] = True
+    header = {"configs": configs, "tags": ["dpo", "preference", "sweetspot"]}
+    header["task_categories"] = ["text-generation"]
     lines = [
         "---",
-        _yaml(header),
+        yaml.safe_dump(header, sort_keys=False).strip(),
         "---",
         "",
         "# Preference pairs built by sweetspot",
@@ -63,22 +57,3 @@ def write_card(folder: Path, results: dict[str, dict], suffix: str, meta: dict) 
     path = folder / "README.md"
     write_text_atomic(path, "\n".join(lines))
     return path
-
-
-def _yaml(obj, indent: int = 0) -> str:
-    """A small YAML writer for the header (dicts, lists, strings, booleans); strings quoted
-    as JSON, which YAML reads."""
-    pad = " " * indent
-    out = []
-    for k, v in obj.items():
-        if isinstance(v, list):
-            out.append(f"{pad}{k}:")
-            for item in v:
-                if isinstance(item, dict):
-                    body = _yaml(item, indent + 2).lstrip()
-                    out.append(f"{pad}- {body}")
-                else:
-                    out.append(f"{pad}- {json.dumps(item)}")
-        else:
-            out.append(f"{pad}{k}: {json.dumps(v)}")
-    return "\n".join(out)

@@ -147,8 +147,8 @@ class SqlTexts(TextSource):
     keys of responses left out as truncated. ``reads`` counts the texts fetched.
     """
 
-    def __init__(self, con, view, wide, keys, group, idx, prompt, truncated) -> None:
-        self.con, self.view, self.wide = con, view, wide
+    def __init__(self, con, view, keys, group, idx, prompt, truncated) -> None:
+        self.con, self.view = con, view
         self.keys, self.group, self.idx, self.prompt = keys, group, idx, prompt
         self.truncated = truncated
         self.uid = np.arange(len(idx))
@@ -173,13 +173,10 @@ class SqlTexts(TextSource):
             }
         )
         self.con.register("sweetspot_want", want)
-        text = "list_extract(s.responses, w.idx + 1)" if self.wide else "s.response"
-        on = "s.prompt_key = w.key" + ("" if self.wide else " AND s.sample_idx = w.idx")
+        on = "s.prompt_key = w.key AND s.sample_idx = w.idx"
         blank = blank_sql("s.response")
         got = self.con.sql(
-            f"SELECT w.pos, {text} AS text, s.prompt_key"
-            + ("" if self.wide else ", s.sample_idx")
-            + f" FROM {self.view} s "
+            f"SELECT w.pos, s.response AS text, s.prompt_key, s.sample_idx FROM {self.view} s "
             + (
                 f"LEFT JOIN sweetspot_want w ON {on} WHERE w.pos IS NOT NULL OR {blank}"
                 if blanks
@@ -320,7 +317,7 @@ class _Reader:
             raise InputError("the pool is empty: no rows found", file=self.text)
         if layout == "wide":
             wide = ["prompt", "responses", "rewards"]
-            return self._wide(files.open(self.con, self.cols, wide, wide, "pool"))
+            return self._wide(files.open(self.con, self.cols, wide, wide, "wide"))
         files.resolve(self.cols, _LONG, ["sample_idx", "response", "reward"])
         if "prompt" not in files.cols and "prompt_id" not in files.cols:
             raise InputError(
@@ -429,63 +426,42 @@ class _Reader:
                 raise InputError(msg, file=where[0], row=where[1], field=fld)
 
     def _wide(self, view: str) -> Pool:
+        """Wide rows, checked (lists present, of equal length, one row per prompt), as long
+        rows: the list position is the sample index."""
         got = self.con.sql(
-            f"SELECT file, row, prompt, len(responses) AS nt, len(rewards) AS nr FROM {view} "
-            f"WHERE responses IS NULL OR rewards IS NULL OR len(responses) <> len(rewards) "
-            f"ORDER BY file, row LIMIT 1"
+            f"SELECT file, row, len(responses), len(rewards) FROM {view} WHERE responses IS NULL "
+            f"OR rewards IS NULL OR len(responses) <> len(rewards) ORDER BY file, row LIMIT 1"
         ).fetchall()
         if got:
-            file, row = located(got[0][0], got[0][1])
-            nt, nr = got[0][3], got[0][4]
+            (file, row), nt, nr = located(*got[0][:2]), got[0][2], got[0][3]
             if nt is None or nr is None:
                 fld = self.files_col("responses" if nt is None else "rewards")
                 raise InputError("missing list", file=file, row=row, field=fld)
-            raise InputError(
-                f"{nr} rewards for {nt} responses: lists must have equal length",
-                file=file,
-                row=row,
-                field=self.files_col("rewards"),
-            )
-        blank = f"list_transform(responses, lambda t: {blank_sql('t')})"
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW pool_keyed AS SELECT *, prompt AS prompt_key FROM {view}"
-        )
+            msg = f"{nr} rewards for {nt} responses: lists must have equal length"
+            raise InputError(msg, file=file, row=row, field=self.files_col("rewards"))
         got = self.con.sql(
-            f"SELECT prompt_key, rewards AS reward, {blank} AS blank, file, row "
-            f"FROM pool_keyed ORDER BY file, row"
-        ).to_arrow_table()
-        keys = got.column("prompt_key").combine_chunks()
-        lists = got.column("reward").combine_chunks()
-        n = to_numpy(pc.list_value_length(lists), np.int64)
-        group = np.repeat(np.arange(len(n)), n)
-        starts = np.concatenate([[0], np.cumsum(n)])[:-1]
-        idx = np.arange(len(group), dtype=np.int64) - starts[group]
-        reward = to_numpy(pc.fill_null(lists.flatten().cast(pa.float64()), float("nan")))
-        blank = to_numpy(got.column("blank").combine_chunks().flatten())
-        code = np.where(~np.isfinite(reward), 1, np.where(blank, 2, 0)).astype(np.int8)
-        if self.max_samples is not None:
-            code[idx >= self.max_samples] = 4
-        ids, messages = self._by_prompt(keys, "pool_keyed", self.files_col("prompt"))
-        u, first, counts = np.unique(
-            np.array(ids, dtype=object), return_index=True, return_counts=True
-        )
-        if np.any(counts > 1):  # a wide file has one row per prompt
-            pid = u[np.flatnonzero(counts > 1)[0]]
-            rows = [i for i, p in enumerate(ids) if p == pid][:2]
-            (fa, ra), (fb, rb) = [
-                located(got.column("file")[i].as_py(), got.column("row")[i].as_py()) for i in rows
-            ]
-            content = messages[rows[0]].as_py()[-1]["content"]
+            f"SELECT prompt, list(file ORDER BY file, row), list(row ORDER BY file, row) FROM "
+            f"{view} GROUP BY prompt HAVING count(*) > 1 ORDER BY min(file), min(row) LIMIT 1"
+        ).fetchall()
+        if got:  # a wide file has one row per prompt
+            prompt, files, rows = got[0]
+            (fa, ra), (fb, rb) = located(files[0], rows[0]), located(files[1], rows[1])
+            content = prompt if isinstance(prompt, str) else prompt[-1]["content"]
             shown = content if len(content) <= 60 else content[:57] + "..."
-            where = "row" if fa == fb else f"{fa} row"
             raise InputError(
-                f"prompt {pid} ({shown!r}) has a second row; first seen in {where} {ra} (a wide "
-                f"file has one row per prompt)",
+                f"prompt {_pid_of(prompt)} ({shown!r}) has a second row; first seen in "
+                f"{'row' if fa == fb else f'{fa} row'} {ra} (a wide file has one row per prompt)",
                 file=fb,
                 row=rb,
                 field=self.files_col("prompt"),
             )
-        return self._assemble(ids, messages, keys, group, idx, reward, code, "wide", "pool_keyed")
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW wide_long AS SELECT file, row, prompt, "
+            f"NULL::VARCHAR AS prompt_id, unnest(range(len(responses))) AS sample_idx, "
+            f"unnest(responses) AS response, unnest(rewards)::DOUBLE AS reward, "
+            f"NULL::VARCHAR AS finish_reason FROM {view}"
+        )
+        return self._long("wide_long", "wide", None, {"prompt": self.files_col("prompt")})
 
     def files_col(self, key: str) -> str:
         return self.cols[key][0] if len(self.cols[key]) == 1 else key
@@ -556,9 +532,7 @@ class _Reader:
         first_group = np.zeros(len(u_ids), dtype=np.int64)
         first_group[g_code[::-1]] = np.arange(len(g_code))[::-1]
         trunc = np.stack([p_code[code == 3], idx[code == 3]], axis=1)
-        texts = SqlTexts(
-            self.con, view, layout == "wide", keys, group[keep], idx[keep], p_code[keep], trunc
-        )
+        texts = SqlTexts(self.con, view, keys, group[keep], idx[keep], p_code[keep], trunc)
         texts._group_prompt = g_code
         return Pool(
             prompt_ids=u_ids,
