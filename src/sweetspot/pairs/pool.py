@@ -360,9 +360,18 @@ class _Reader:
         ).fetchall()
         if dup:
             self._duplicate(r_view, "prompt_id", *dup[0])
+        join = f"LEFT JOIN {r_view} r ON s.prompt_id = r.prompt_id AND s.sample_idx = r.sample_idx"
+        if [f.name for f in samples.paths] == [f.name for f in score.paths]:
+            # scores written shard by shard beside the samples: rows side by side, if they are
+            aligned = self.con.sql(
+                "SELECT bool_and(coalesce(s.prompt_id = r.prompt_id AND s.sample_idx = "
+                "r.sample_idx, false)) "
+                f"FROM (SELECT prompt_id, sample_idx FROM {s_view}) s POSITIONAL JOIN "
+                f"(SELECT prompt_id, sample_idx FROM {r_view}) r"
+            ).fetchall()[0][0]
+            join = f"POSITIONAL JOIN (SELECT reward FROM {r_view}) r" if aligned else join
         self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW pool AS SELECT s.*, r.reward FROM {s_view} s LEFT JOIN "
-            f"{r_view} r ON s.prompt_id = r.prompt_id AND s.sample_idx = r.sample_idx"
+            f"CREATE OR REPLACE TEMP VIEW pool AS SELECT s.*, r.reward FROM {s_view} s {join}"
         )
         pool = self._long("pool", "stage", path / "prompts.parquet", {"prompt_id": "prompt_id"})
         self.con.execute(  # texts come from the samples alone
