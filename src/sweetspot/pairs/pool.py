@@ -241,7 +241,9 @@ def connect():
     """A DuckDB connection of its own (the stage's views live in it)."""
     import duckdb
 
-    return duckdb.connect()
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def load_pool(
@@ -410,11 +412,14 @@ class _Reader:
             self._check_keys(key, cols)
         keys = got.column("prompt_key").combine_chunks()
         lists = got.column("x").combine_chunks()
-        group = np.repeat(np.arange(len(got)), to_numpy(pc.list_value_length(lists)))
+        lens = to_numpy(pc.list_value_length(lists))
+        group = np.repeat(np.arange(len(got), dtype=np.int32), lens)
         flat = lists.flatten()
-        idx = to_numpy(flat.field("i"), np.int64)
-        reward = to_numpy(pc.fill_null(flat.field("r"), float("nan")))
-        code = to_numpy(flat.field("c"), np.int8)
+        del got, lists  # numpy copies below; the Arrow result goes as they are made
+        idx = np.array(flat.field("i"), dtype=np.int64)
+        reward = np.array(pc.fill_null(flat.field("r"), float("nan")), dtype=np.float64)
+        code = np.array(flat.field("c"), dtype=np.int8)
+        del flat
         if table is not None:
             ids, messages = self._by_table(keys, table, cols)
         else:
@@ -523,12 +528,10 @@ class _Reader:
         forms — check each sample is there once, and keep the usable responses."""
         ids_arr = np.array(ids, dtype=object)
         u_ids, g_code = np.unique(ids_arr, return_inverse=True)
+        order = _block_order(g_code, group, idx)
+        if order is not None:
+            idx, reward, code, group = (a[order] for a in (idx, reward, code, group))
         p_code = g_code[group]
-        order = np.lexsort((idx, p_code))
-        if np.any(np.diff(order) != 1):
-            p_code, idx, reward, code, group = (
-                a[order] for a in (p_code, idx, reward, code, group)
-            )
         dup = np.flatnonzero((p_code[1:] == p_code[:-1]) & (idx[1:] == idx[:-1]))
         if len(dup):
             self._duplicate(view, "prompt_key", keys[int(group[dup[0]])].as_py(), idx[dup[0]])
@@ -555,6 +558,25 @@ class _Reader:
             layout=layout,
             source=self.text,
         )
+
+
+def _block_order(g_code: np.ndarray, group: np.ndarray, idx: np.ndarray) -> np.ndarray | None:
+    """The permutation that puts the rows (in blocks by ``group``) in prompt order
+    (``g_code[group]``) and sample order; None when they are. Whole blocks move when each
+    prompt is one block already in sample order (the usual case); else a full sort."""
+    n = len(group)
+    if n < 2:
+        return None
+    lens = np.bincount(group, minlength=len(g_code))
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    sorted_in = (group[1:] != group[:-1]) | (idx[1:] > idx[:-1])
+    if len(np.unique(g_code)) == len(g_code) and sorted_in.all():
+        by = np.argsort(g_code, kind="stable")
+        if np.array_equal(by, np.arange(len(by))):
+            return None
+        new_starts = np.concatenate([[0], np.cumsum(lens[by])[:-1]])
+        return np.repeat(starts[by] - new_starts, lens[by]) + np.arange(n)
+    return np.lexsort((idx, g_code[group]))
 
 
 def _pid_of(prompt) -> str:
