@@ -147,9 +147,9 @@ class SqlTexts(TextSource):
     keys of responses left out as truncated. ``reads`` counts the texts fetched.
     """
 
-    def __init__(self, con, view, keys, group, idx, prompt, truncated) -> None:
+    def __init__(self, con, view, keys, group, idx, group_prompt, truncated) -> None:
         self.con, self.view = con, view
-        self.keys, self.group, self.idx, self.prompt = keys, group, idx, prompt
+        self.keys, self.group, self.idx, self._group_prompt = keys, group, idx, group_prompt
         self.truncated = truncated
         self.uid = np.arange(len(idx))
         self.reads = 0
@@ -209,7 +209,8 @@ class SqlTexts(TextSource):
         i = to_numpy(empty.column("sample_idx"), np.int64)
         width = int(max(self.idx.max(initial=0), i.max(initial=0))) + 1
         key = p * width + i
-        pool_keys = self.prompt * width + self.idx  # sorted: pools are by (prompt, index)
+        # sorted: a pool is in (prompt, index) order
+        pool_keys = self._group_prompt[self.group] * width + self.idx
         at = np.minimum(np.searchsorted(pool_keys, key), len(pool_keys) - 1)
         found = pool_keys[at] == key if len(pool_keys) else np.zeros(len(key), bool)
         moved = int(np.isin(key, self.truncated[:, 0] * width + self.truncated[:, 1]).sum())
@@ -243,6 +244,7 @@ def connect():
 
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
+    con.execute("SET allocator_flush_threshold = '64MB'")  # give freed memory back
     return con
 
 
@@ -420,11 +422,14 @@ class _Reader:
         reward = np.array(pc.fill_null(flat.field("r"), float("nan")), dtype=np.float64)
         code = np.array(flat.field("c"), dtype=np.int8)
         del flat
+        pa.default_memory_pool().release_unused()
         if table is not None:
             ids, messages = self._by_table(keys, table, cols)
         else:
             ids, messages = self._by_prompt(keys, "pool_keyed", cols.get("prompt", "prompt"))
-        return self._assemble(ids, messages, keys, group, idx, reward, code, layout, "pool_keyed")
+        arrays = [group, idx, reward, code]
+        del group, idx, reward, code  # _assemble holds the only references (memory)
+        return self._assemble(ids, messages, keys, arrays, layout, "pool_keyed")
 
     def _check_keys(self, key: str, cols: dict) -> None:
         """The first row without a sample index or prompt, or with a negative index."""
@@ -523,9 +528,12 @@ class _Reader:
             field="sample_idx",
         )
 
-    def _assemble(self, ids, messages, keys, group, idx, reward, code, layout, view) -> Pool:
+    def _assemble(self, ids, messages, keys, arrays: list, layout, view) -> Pool:
         """Sort by (prompt id, sample index) — several groups may be one prompt written in two
-        forms — check each sample is there once, and keep the usable responses."""
+        forms — check each sample is there once, and keep the usable responses. ``arrays``:
+        group, sample index, reward and drop code of every response (taken out of the list)."""
+        group, idx, reward, code = arrays
+        arrays.clear()
         ids_arr = np.array(ids, dtype=object)
         u_ids, g_code = np.unique(ids_arr, return_inverse=True)
         order = _block_order(g_code, group, idx)
@@ -539,19 +547,20 @@ class _Reader:
         dropped = {r: int(counts[1 + i]) for i, r in enumerate(RESPONSE_DROPS)}
         if not self.exclude_truncated:
             del dropped["truncated"]
-        keep = np.flatnonzero(code == 0)
-        n = np.bincount(p_code[keep], minlength=len(u_ids))
+        keep = None if counts[0] == len(code) else np.flatnonzero(code == 0)
+        kept = (lambda a: a) if keep is None else (lambda a: a[keep])  # no copy if all usable
+        n = np.bincount(kept(p_code), minlength=len(u_ids))
         first_group = np.zeros(len(u_ids), dtype=np.int64)
         first_group[g_code[::-1]] = np.arange(len(g_code))[::-1]
         trunc = np.stack([p_code[code == 3], idx[code == 3]], axis=1)
-        texts = SqlTexts(self.con, view, keys, group[keep], idx[keep], p_code[keep], trunc)
-        texts._group_prompt = g_code
+        idx = kept(idx)
+        texts = SqlTexts(self.con, view, keys, kept(group), idx, g_code, trunc)
         return Pool(
             prompt_ids=u_ids,
             messages=messages.take(pa.array(first_group)),
             offsets=np.concatenate([[0], np.cumsum(n)]).astype(np.int64),
-            sample_idx=idx[keep],
-            rewards=reward[keep],
+            sample_idx=idx,
+            rewards=kept(reward),
             texts=texts,
             responses_in=int(len(code) - counts[-1]),
             dropped=dropped,
