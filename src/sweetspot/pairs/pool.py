@@ -406,21 +406,24 @@ class _Reader:
         got = self.con.sql(
             # one list of structs per prompt (a list per field could come in different
             # orders); numpy puts each prompt's responses in sample order
-            f"SELECT prompt_key, list({{'i': sample_idx, 'r': reward::DOUBLE, 'c': {code}}}) "
-            f"AS x, bool_or(sample_idx IS NULL OR sample_idx < 0) AS bad "
-            f"FROM pool_keyed GROUP BY prompt_key"
+            f"SELECT prompt_key, list({{'i': sample_idx, 'r': coalesce(reward::DOUBLE, "
+            f"'NaN'::DOUBLE), 'c': {code}}}) AS x, bool_or(sample_idx IS NULL OR sample_idx < 0) "
+            f"AS bad FROM pool_keyed GROUP BY prompt_key ORDER BY prompt_key"
         ).to_arrow_table()
         if got.column("prompt_key").null_count or pc.any(got.column("bad")).as_py():
             self._check_keys(key, cols)
         keys = got.column("prompt_key").combine_chunks()
-        lists = got.column("x").combine_chunks()
-        lens = to_numpy(pc.list_value_length(lists))
-        group = np.repeat(np.arange(len(got), dtype=np.int32), lens)
-        flat = lists.flatten()
-        del got, lists  # numpy copies below; the Arrow result goes as they are made
-        idx = np.array(flat.field("i"), dtype=np.int64)
-        reward = np.array(pc.fill_null(flat.field("r"), float("nan")), dtype=np.float64)
-        code = np.array(flat.field("c"), dtype=np.int8)
+        chunks = got.column("x").chunks
+        del got
+        lens = np.concatenate([to_numpy(pc.list_value_length(c)) for c in chunks] or [[]])
+        group = np.repeat(np.arange(len(lens), dtype=np.int32), lens.astype(np.int64))
+        idx, reward = np.empty(len(group), np.int64), np.empty(len(group), np.float64)
+        code, at = np.empty(len(group), np.int8), 0
+        while chunks:  # one copy per field; each Arrow chunk goes once copied
+            flat = chunks.pop(0).flatten()
+            for out, name in ((idx, "i"), (reward, "r"), (code, "c")):
+                out[at : at + len(flat)] = flat.field(name)
+            at += len(flat)
         del flat
         pa.default_memory_pool().release_unused()
         if table is not None:
