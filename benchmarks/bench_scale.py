@@ -205,22 +205,17 @@ def _stem(strategy: str) -> str:
     return parse_strategies([strategy])[0].name
 
 
-def compare_with_one_pass(pool: Path, out: Path, strategies: list[str]) -> bool:
-    """Whether the written pairs equal those of the one-pass loader kept in tests/ (memory
-    grows with the pool's text there: use on pools that fit)."""
-    import pyarrow.parquet as pq
+def compare_with_reference(pool: Path, out: Path, strategies: list[str]) -> bool:
+    """Whether the written pairs are those of the independent reference in tests/pairs (plain
+    Python per prompt: use on small pools)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "pairs"))
+    from pairs_reference import check_output
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from pairs_reference import load_pool_one_pass
-
-    from sweetspot.pairs import PairBuilder, parse_strategies
-
-    builder = PairBuilder.from_pool(load_pool_one_pass(pool))
-    for s in parse_strategies(strategies):
-        ref, _ = builder.build(s)
-        got = pq.read_table(out / f"{s.name}.parquet")
-        if not got.equals(ref.cast(got.schema)):
-            return False
+    try:
+        check_output(pool, out, strategies)
+    except AssertionError as e:
+        print(f"  differs from the reference: {str(e)[:300]}", flush=True)
+        return False
     return True
 
 
@@ -264,7 +259,7 @@ def main() -> None:
         "--keep", action="store_true", help="keep the generated pools (and reuse kept ones)"
     )
     ap.add_argument(
-        "--compare", action="store_true", help="check the pairs against the one-pass loader"
+        "--compare", action="store_true", help="check the pairs against the test reference"
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=1, help="runs of each; the fastest counts")
@@ -320,7 +315,7 @@ def main() -> None:
                     "memory_ratio": round(pair["peak_mb"] / read["peak_mb"], 2),
                 }
                 if args.compare:
-                    row["same_pairs_as_one_pass"] = compare_with_one_pass(
+                    row["same_pairs_as_reference"] = compare_with_reference(
                         pool, pairs_out, strategies
                     )
                 if args.baseline_src and n <= args.baseline_max_n:
@@ -332,7 +327,7 @@ def main() -> None:
                     f"pair {pair['wall_s']:7.1f} s {pair['peak_mb']:8.0f} MB | "
                     f"time {row['time_ratio']:.2f}x read, memory {row['memory_ratio']:.2f}x read"
                     f" | phases {pair['phases_s']}"
-                    + (f" | same pairs: {row['same_pairs_as_one_pass']}" if args.compare else ""),
+                    + (f" | same pairs: {row['same_pairs_as_reference']}" if args.compare else ""),
                     flush=True,
                 )
                 if "baseline" in row:

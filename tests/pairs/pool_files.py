@@ -73,6 +73,14 @@ def write_pool(kind: str, root: Path, prompts) -> Path:
     if kind == "long_jsonl_messages":
         rows = [dict(r, prompt=msgs[r["prompt"]]) for r in long_rows_of(prompts, 2)]
         return write_jsonl(root / "long.jsonl", rows)
+    if kind == "glob_jsonl":  # long JSONL shards named by a pattern; another file beside them
+        folder = root / "glob"
+        folder.mkdir()
+        rows = long_rows_of(prompts, 3)
+        for i in range(0, len(rows), 30):
+            write_jsonl(folder / f"part-{i:04d}.jsonl", rows[i : i + 30])
+        write_jsonl(folder / "other.jsonl", [dict(rows[0], reward=99.0)])
+        return str(folder / "part-*.jsonl")
     if kind in ("shards", "stage", "stage_grown", "stage_shuffled", "stage_mirrored"):
         folder = root / kind
         table = pa.Table.from_pylist([{"prompt_id": ids[p], "messages": msgs[p]} for p in prompts])
@@ -137,6 +145,7 @@ KINDS = [
     "wide_parquet",
     "long_parquet",
     "long_jsonl_messages",
+    "glob_jsonl",
     "shards",
     "stage",
     "stage_grown",

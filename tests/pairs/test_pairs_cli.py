@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from pairs_util import long_rows, write_long_parquet, write_wide_jsonl
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "scored_pool.jsonl"
@@ -266,3 +267,38 @@ def test_a_sampled_but_unscored_folder_says_to_score_it_first(tmp_path, sweetspo
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "has samples but no scores yet: run `sweetspot score --input" in msg
     assert not (stage / "pairs").exists()
+def test_an_unscored_run_folder_says_to_score_it_first(tmp_path):
+    stage = tmp_path / "round-0"
+    (stage / "samples").mkdir(parents=True)
+    row = {"prompt_id": "0123456789abcdef", "sample_idx": 0, "text": "t", "finish_reason": "stop"}
+    pq.write_table(pa.Table.from_pylist([row]), stage / "samples" / "part-00000.parquet")
+    sweetspot = Path(sys.executable).with_name("sweetspot")
+    for scores in (False, True):  # no scores folder, or an empty one
+        if scores:
+            (stage / "scores").mkdir()
+        res = subprocess.run(
+            [str(sweetspot), "pair", "-i", str(stage), "--no-progress"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert res.returncode == 2, res.stderr
+        assert "no scores yet" in res.stderr and "sweetspot score" in res.stderr
+        assert "Traceback" not in res.stderr and not (stage / "pairs").exists()
+
+
+def test_the_pairs_folder_is_a_dataset_with_a_card(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    out = tmp_path / "pairs"
+    res = run("-i", str(EXAMPLE), "-s", "sweet-spot", "-s", "conventional", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    card = (out / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert [c["config_name"] for c in header["configs"]] == ["sweet-spot", "conventional"]
+    assert "max:mu-2sigma" in card and "12/12" in card and "reward model" in card
+    cache = str(tmp_path / "hf-cache")  # a path pytest reuses must not hit an old cache
+    default = datasets.load_dataset(str(out), split="train", cache_dir=cache)
+    assert default.num_rows == 12 and default[0]["strategy"] == "sweet-spot"
+    conv = datasets.load_dataset(str(out), "conventional", split="train", cache_dir=cache)
+    want = pq.read_table(out / "conventional.parquet").to_pylist()
+    assert json.dumps(conv.to_list()) == json.dumps(want)  # NaN-safe

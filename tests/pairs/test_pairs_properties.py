@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -118,8 +119,15 @@ grid_pools = st.dictionaries(
 ALONE_SPECS = ["grid", "max:random", "max:min-of-3", "q=0.8:q=0.3", "z=1.5:z=-0.5"]
 
 
+@functools.cache
+def _connection():
+    from sweetspot.pairs.pool import connect
+
+    return connect()  # one DuckDB connection for the many small pools of these tests
+
+
 def _rows_by_prompt(path, specs=ALONE_SPECS, ddof=0.0):
-    builder = PairBuilder.from_pool(load_pool(path), seed=11, ddof=ddof)
+    builder = PairBuilder.from_pool(load_pool(path, con=_connection()), seed=11, ddof=ddof)
     out: dict[str, list] = {}
     for s in parse_strategies(specs):
         table, _ = builder.build(s)
@@ -185,17 +193,17 @@ def test_identical_texts_is_the_whitespace_rule(pairs):
     assert got.tolist() == want
 
 
-def test_whitespace_bytes_are_the_arrow_and_python_set():
-    from sweetspot.pairs.identical import _whitespace
+def test_fingerprints_ignore_whitespace_of_every_kind():
+    from sweetspot.pairs.identical import fingerprints
 
     spaces = [c for c in map(chr, range(0x110000)) if c.isspace()]
-    for c in spaces:
-        m = np.frombuffer(("a" + c + "b").encode(), dtype=np.uint8)[None, :]
-        assert _whitespace(m)[0].tolist() == [False] + [True] * len(c.encode()) + [False], c
-    # no other character of 1-3 UTF-8 bytes is taken for whitespace
-    others = "".join(chr(c) for c in range(0x80, 0x3100) if not chr(c).isspace())
-    m = np.frombuffer(others.encode(), dtype=np.uint8)[None, :]
-    assert not _whitespace(m).any()
+    texts = ["a b"] + [f"{c}a{c}{c}b{c}" for c in spaces] + ["ab", "a\u00e9b"]
+    fp = fingerprints(pa.array(texts))
+    assert (fp[1 : len(spaces) + 1] == fp[0]).all()  # every whitespace: the same fingerprint
+    assert fp[-1] == fp[0] and fp[-2] == fp[0]  # a candidate, not a verdict
+    assert (
+        fingerprints(pa.array(["a c", "a  b c"]))[0] != fp[0] != fingerprints(pa.array(["ab c"]))[0]
+    )
 
 
 @settings(max_examples=100, deadline=None)
@@ -220,10 +228,10 @@ def test_whitespace_bytes_are_the_arrow_and_python_set():
 )
 def test_prompt_ids_of_the_fast_paths_are_those_of_ids(prompts):
     from sweetspot.ids import prompt_id, to_messages
-    from sweetspot.pairs.scan import prompt_messages
+    from sweetspot.pairs.prompts import prompt_messages
 
     values = pa.array(prompts)
-    pids, msgs = prompt_messages(values, None, np.arange(len(prompts)), "prompt")
+    pids, msgs = prompt_messages(values, lambda i, msg: AssertionError(msg))
     assert pids == [prompt_id(to_messages(p)) for p in prompts]
     assert msgs.to_pylist() == [to_messages(p) for p in prompts]
 

@@ -1,6 +1,6 @@
-"""The two-pass pair stage: the same pools and pairs as the one-pass loader on every layout,
-texts read only for the picked rows, no text kept by pass 1, strings never combined past 2 GB.
-"""
+"""The pair stage on DuckDB: texts read only for the picked rows, the pool's reading held to
+the keys and rewards, strings never combined past 2 GB, and bad input named by file, row and
+field on every layout."""
 
 from __future__ import annotations
 
@@ -14,14 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pairs_reference import check_output
-from pool_files import KINDS, long_rows_of, random_prompts, write_jsonl, write_pool
+from pool_files import long_rows_of, random_prompts, write_jsonl, write_pool
 
 import sweetspot.pairs.build as build_mod
-import sweetspot.pairs.capture as capture
-import sweetspot.pairs.sources as sources
 from sweetspot.errors import InputError
 from sweetspot.pairs import PairBuilder, PairConfig, load_pool, parse_strategies, run_pair
-from sweetspot.pairs.texts import FetchedTexts, StreamedTexts
+from sweetspot.pairs.pool import FetchedTexts, SqlTexts
 
 SPECS = ["grid", "max:random", "max:min-of-3", "q=0.8:q=0.2"]
 
@@ -45,30 +43,6 @@ def _canonical(pool):
     ]
 
 
-@pytest.fixture
-def catch_all(monkeypatch):
-    """Catch texts in pass 1 however short they are (the test pools' texts are short)."""
-    monkeypatch.setattr(capture, "MIN_TEXT_BYTES", 0)
-
-
-@pytest.fixture(params=["default batches", "tiny batches"])
-def batches(request, monkeypatch):
-    if request.param == "tiny batches":  # many batches per file, JSON blocks shorter than lines
-        monkeypatch.setattr(sources, "BATCH_BYTES", 64)
-        monkeypatch.setattr(sources, "JSON_BLOCK_BYTES", 64)
-    return request.param
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_tiny_batches_give_the_references_pairs(tmp_path, kind, monkeypatch, catch_all):
-    """Many batches per file (JSON blocks shorter than a line) and texts caught in pass 1."""
-    monkeypatch.setattr(sources, "BATCH_BYTES", 64)
-    monkeypatch.setattr(sources, "JSON_BLOCK_BYTES", 64)
-    path = _write_pool(kind, tmp_path, _prompts())
-    run_pair(path, tmp_path / "out", PairConfig(strategies=SPECS, seed=3, exclude_truncated=True))
-    check_output(path, tmp_path / "out", SPECS, exclude_truncated=True)
-
-
 def _best_first_pool(path, row_group_size=10):
     """10 prompts x 100 responses: sample 0 is each prompt's best, sample 1 its worst."""
     rows = [
@@ -85,76 +59,27 @@ def _best_first_pool(path, row_group_size=10):
     return path
 
 
-def _spy_pass_2(monkeypatch) -> list[int]:
-    """Rows of the batches read by pass 2 (reads of chosen row groups)."""
-    read = []
-    original = sources.SourceFile.batches
-
-    def spy(self, columns, types=None, rows=None, dictionary=None):
-        for first, batch in original(self, columns, types, rows, dictionary):
-            if rows is not None:
-                read.append(batch.num_rows)
-            yield first, batch
-
-    monkeypatch.setattr(sources.SourceFile, "batches", spy)
-    return read
-
-
-def test_pass_2_reads_only_the_row_groups_of_picked_rows(tmp_path, monkeypatch):
-    pool = load_pool(_best_first_pool(tmp_path / "pool.parquet"))  # nothing caught in pass 1
-    read = _spy_pass_2(monkeypatch)
+def test_texts_are_fetched_for_the_picked_rows_only(tmp_path):
+    pool = load_pool(_best_first_pool(tmp_path / "pool.parquet"))
+    assert isinstance(pool.texts, SqlTexts) and pool.texts.reads == 0
     builder = PairBuilder.from_pool(pool)
     sel = builder.select(parse_strategies(["conventional"])[0])
     rows = np.unique(sel.text_rows)
-    fetched = FetchedTexts(rows, pool.texts.take(rows))  # one pass, as run_pair does
+    fetched = FetchedTexts(rows, pool.texts.take(rows), pool.texts.uid)
     table, stats = builder.finish(sel, fetched)
-    assert stats["pairs_out"] == 10 and pool.texts.reads == 20  # 2 per prompt
-    assert sum(read) == 100  # max:min needs row group 0 of each prompt: 10 x 10 of 1000 rows
+    assert stats["pairs_out"] == 10 and pool.texts.reads == 20  # 2 per prompt of 100
+    assert fetched.texts.type == pa.large_string()  # no 2 GB limit on the fetched texts
     assert sorted(m[0]["content"] for m in table.column("chosen").to_pylist()) == [
         f"t{p}-0" for p in range(10)
     ]
+    # any order, repeats included, comes back as asked
+    again = pool.texts.take(np.array([rows[3], rows[0], rows[3]]))
+    assert again.to_pylist() == [fetched.texts[3].as_py(), fetched.texts[0].as_py()] * 1 + [
+        fetched.texts[3].as_py()
+    ]
 
 
-def test_texts_of_picked_rows_are_caught_in_pass_1(tmp_path, monkeypatch, catch_all):
-    path = _best_first_pool(tmp_path / "pool.parquet")
-    read = _spy_pass_2(monkeypatch)
-    monkeypatch.setattr(sources, "BATCH_BYTES", 500)  # prompts run across batches
-    stats = run_pair(path, tmp_path / "out", PairConfig(strategies=["conventional", "sweet-spot"]))
-    assert stats["conventional"]["pairs_out"] == 10
-    assert stats["conventional"]["texts_read_again"] == 0 and read == []  # one pass over text
-    assert 20 <= stats["conventional"]["texts_fetched"] <= 40
-
-
-def test_short_texts_are_kept_whole_rather_than_caught(tmp_path, monkeypatch):
-    """Texts of a few bytes: pass 1 keeps the column (no selection per batch) and pass 2 takes
-    the picked ones from memory; past the budget, the file is read again."""
-    path = _best_first_pool(tmp_path / "pool.parquet")  # texts of 4-6 bytes
-    read = _spy_pass_2(monkeypatch)
-    stats = run_pair(path, tmp_path / "kept", PairConfig(strategies=["conventional"]))
-    assert stats["conventional"]["texts_read_again"] == 0 and read == []
-    assert stats["conventional"]["texts_fetched"] == 20
-
-    monkeypatch.setattr(capture, "KEEP_SHORT_TEXTS_BYTES", 10)  # too small for this file
-    again = run_pair(path, tmp_path / "read", PairConfig(strategies=["conventional"]))
-    assert again["conventional"]["texts_read_again"] == 20 and sum(read) == 100
-    for name in ("conventional.parquet",):
-        kept = pq.read_table(tmp_path / "kept" / name)
-        assert kept.equals(pq.read_table(tmp_path / "read" / name))
-
-
-def test_a_stage_folder_is_read_once(tmp_path, monkeypatch, catch_all):
-    path = _write_pool("stage_mirrored", tmp_path, _prompts(40))
-    read = _spy_pass_2(monkeypatch)
-    out = run_pair(path, tmp_path / "out", PairConfig(strategies=["grid"]))
-    assert read == [] and {s["texts_read_again"] for s in out.values()} == {0}
-    # the score shards were matched row by row, not joined pool-wide
-    import sweetspot.pairs.pool as pool_mod
-
-    monkeypatch.setattr(pool_mod, "_join_scores", None)
-    load_pool(path)
-
-
-def test_prompts_split_across_files_are_read_again(tmp_path, monkeypatch, catch_all):
+def test_prompts_split_across_files(tmp_path):
     prompts = _prompts(12, seed=5)
     rows = _long_rows(prompts)
     folder = tmp_path / "shards"
@@ -164,56 +89,53 @@ def test_prompts_split_across_files_are_read_again(tmp_path, monkeypatch, catch_
     b = [r for r in rows if r["prompt"] in split and not r["sample_idx"] % 2]
     pq.write_table(pa.Table.from_pylist(a), folder / "a.parquet")
     pq.write_table(pa.Table.from_pylist(b), folder / "b.parquet")
-    read = _spy_pass_2(monkeypatch)
-    out = run_pair(folder, tmp_path / "out", PairConfig(strategies=["grid"]))
-    again = {s["texts_read_again"] for s in out.values()}
-    assert len(again) == 1 and 0 < again.pop() <= 2 * 7  # the split prompts' picks only
-    assert sum(read) > 0
+    run_pair(folder, tmp_path / "out", PairConfig(strategies=["grid"]))
     check_output(folder, tmp_path / "out", ["grid"])
 
 
-def test_text_source_counts_what_it_reads(tmp_path):
-    path = _write_pool("long_parquet", tmp_path, _prompts())
-    pool = load_pool(path)
-    assert isinstance(pool.texts, StreamedTexts) and pool.texts.reads == 0
-    builder = PairBuilder.from_pool(pool)
-    sels = [builder.select(s) for s in parse_strategies(["grid"])]
-    rows = np.unique(np.concatenate([s.text_rows for s in sels]))
-    texts = pool.texts.take(rows)
-    assert pool.texts.reads == len(rows) < len(pool.rewards)
-    assert texts.type == pa.large_string()  # no 2 GB limit on the fetched texts
+def test_a_glob_of_files(tmp_path):
+    path = write_pool("shards", tmp_path, _prompts(20, seed=6))
+    (path / "p-0000.parquet").rename(path / "skipped.parquet")
+    pattern = str(path / "p-*.parquet")
+    run_pair(
+        pattern,
+        tmp_path / "out",
+        PairConfig(strategies=["grid"], prompts=str(path / "prompts.parquet")),
+    )
+    check_output(pattern, tmp_path / "out", ["grid"], prompts=path / "prompts.parquet")
 
 
-def test_pass_one_keeps_no_text(tmp_path):
-    """Pass 1 holds Arrow memory of the order of one batch, not of the pool's text (20 MB)."""
+def test_reading_the_pool_holds_no_text(tmp_path):
+    """Reading the pool keeps keys and rewards: its memory does not grow with the text (80 MB
+    here), and the texts fetched are those of the pairs only."""
     rows = [
         {
             "prompt": f"p{i // 20}",
             "sample_idx": i % 20,
-            "response": f"{i:08d}" * 125,
+            "response": f"{i:08d}" * 500,
             "reward": i % 7,
         }
         for i in range(20_000)
     ]
     path = tmp_path / "pool.parquet"
-    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=1000)
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=1000, compression="none")
     code = textwrap.dedent(
         f"""
-        import pyarrow as pa
-        import sweetspot.pairs.sources as sources
+        import resource
         from sweetspot.pairs import load_pool
-        sources.BATCH_BYTES = 1 << 20
-        sources.READ_WORKERS = 1
-        before = pa.total_allocated_bytes()
-        pool = load_pool({str(path)!r})
-        print(pa.default_memory_pool().max_memory(), pa.total_allocated_bytes() - before)
+        from sweetspot.pairs.pool import connect
+        con = connect()
+        con.execute("SET threads = 1")
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        pool = load_pool({str(path)!r}, con=con)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(after - before, len(pool.rewards))
         """
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    peak, held = map(int, res.stdout.split())
-    assert peak < 8 << 20  # the text is 20 MB
-    assert held < 1 << 20  # what stays: the prompts' messages
+    grew_kb, n = map(int, res.stdout.split())
+    assert n == 20_000 and grew_kb < 40_000  # the text is 80 MB
 
 
 def test_output_table_is_chunked_below_the_string_limit(tmp_path, monkeypatch):
@@ -225,21 +147,6 @@ def test_output_table_is_chunked_below_the_string_limit(tmp_path, monkeypatch):
     assert table.column("chosen").num_chunks > 1
     assert _rows(table) == _rows(pq.read_table(tmp_path / "a" / "sweet-spot.parquet"))
     assert whole["sweet-spot"]["pairs_out"] == table.num_rows
-
-
-def test_progress_hook_sees_both_passes(tmp_path):
-    path = _write_pool("stage", tmp_path, _prompts())
-    calls = []
-    pool = load_pool(path, progress=lambda desc, amount: calls.append((desc, amount)))
-    n_files = len(list(path.glob("s*/*.parquet")))  # samples and scores
-    assert calls[0] == ("pass 1: rewards", n_files)
-    assert sum(a for d, a in calls[1:]) == pytest.approx(n_files)
-    calls.clear()
-    pool.texts.progress = lambda desc, amount: calls.append((desc, amount))
-    pool.texts.take(np.arange(len(pool.rewards)))
-    n_samples = len(list(path.glob("samples/*.parquet")))
-    assert calls[0] == ("pass 2: texts of the pairs", n_samples)
-    assert sum(a for d, a in calls[1:]) == pytest.approx(n_samples)
 
 
 def test_run_pair_with_a_progress_bar(tmp_path):
@@ -261,7 +168,7 @@ def _error(path, **kw) -> InputError:
     return e.value
 
 
-def test_errors_in_a_later_batch_name_their_own_row(tmp_path, batches):
+def test_errors_in_a_later_row_group_name_their_own_row(tmp_path):
     rows = [
         {"prompt": f"p{i // 4}", "sample_idx": i % 4, "response": "r", "reward": 1.0}
         for i in range(60)
@@ -281,7 +188,7 @@ def test_errors_in_a_later_batch_name_their_own_row(tmp_path, batches):
     assert json.loads(lines[first_seen - 1]) == rows[13] and first_seen < e.row
 
 
-def test_wide_duplicate_prompt_names_the_prompt_and_both_rows(tmp_path, batches):
+def test_wide_duplicate_prompt_names_the_prompt_and_both_rows(tmp_path):
     rows = [{"prompt": f"p{i}", "responses": ["a", "b"], "rewards": [1.0, 2.0]} for i in range(9)]
     rows.append(dict(rows[2]))
     e = _error(write_jsonl(tmp_path / "wide.jsonl", rows))

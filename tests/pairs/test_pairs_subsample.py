@@ -1,6 +1,6 @@
 """``max_samples``: the pool of a smaller n is the first n samples of each prompt. The pairs
 and statistics of a pool read with ``max_samples=m`` equal those of the same pool written with
-only its first m samples, on every layout, with or without texts caught in pass 1."""
+only its first m samples, on every layout."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _result(folder, names):
     out = {}
     for name in names:
         stats = json.loads((folder / f"{name}.json").read_text())
-        for k in ("input", "output", "seconds", "texts_fetched", "texts_read_again"):
+        for k in ("input", "output", "seconds", "texts_fetched"):
             stats.pop(k, None)
         rows = pq.read_table(folder / f"{name}.parquet").to_pylist()
         out[name] = (json.dumps(rows), json.dumps(stats))
@@ -33,12 +33,7 @@ def _result(folder, names):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("catch", [False, True])
-def test_first_m_samples_equal_a_pool_of_m(tmp_path, monkeypatch, kind, catch):
-    import sweetspot.pairs.capture as capture
-
-    if catch:
-        monkeypatch.setattr(capture, "MIN_TEXT_BYTES", 0)
+def test_first_m_samples_equal_a_pool_of_m(tmp_path, kind):
     prompts = _prompts(seed=5)
     (tmp_path / "full").mkdir()
     (tmp_path / "cut").mkdir()

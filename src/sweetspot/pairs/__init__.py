@@ -4,8 +4,9 @@ pair per strategy, with provenance and diagnostics.
     from sweetspot.pairs import PairConfig, run_pair
     stats = run_pair("scored.jsonl", "pairs/", PairConfig(strategies=["sweet-spot", "grid"]))
 
-The stage is in ``sweetspot.pairs.stage`` (two passes over the files: rewards, then the texts of
-the picked rows), its options in ``sweetspot.pairs.config``.
+The stage is in ``sweetspot.pairs.stage`` (DuckDB reads each prompt's rewards grouped, numpy
+picks, DuckDB joins back the picked texts and writes the pairs), its options in
+``sweetspot.pairs.config``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ _WHERE = {
     "SEVEN_POSITIONS": "sweetspot.pairs.strategies",
     "Selection": "sweetspot.pairs.build",
     "Strategy": "sweetspot.pairs.strategies",
-    "TextSource": "sweetspot.pairs.texts",
+    "TextSource": "sweetspot.pairs.pool",
     "blom_expected_min_z": "sweetspot.pairs.build",
     "load_pool": "sweetspot.pairs.pool",
     "parse_selector": "sweetspot.pairs.strategies",
@@ -30,22 +31,6 @@ _WHERE = {
     "run_pair": "sweetspot.pairs.stage",
 }
 
-__all__ = [
-    "DROP_REASONS",
-    "PRESETS",
-    "PairBuilder",
-    "PairConfig",
-    "Pool",
-    "SEVEN_POSITIONS",
-    "Selection",
-    "Strategy",
-    "TextSource",
-    "blom_expected_min_z",
-    "load_pool",
-    "parse_selector",
-    "parse_strategies",
-    "register_selector",
-    "run_pair",
-]
+__all__ = sorted(_WHERE)
 
 __getattr__ = lazy_exports(__name__, _WHERE)

@@ -14,9 +14,8 @@ from sweetspot.pairs.arrays import to_numpy
 from sweetspot.pairs.context import PoolContext
 from sweetspot.pairs.identical import identical_texts
 from sweetspot.pairs.normality import shapiro_many
-from sweetspot.pairs.pool import Pool
+from sweetspot.pairs.pool import Pool, TextSource
 from sweetspot.pairs.strategies import SEVEN_POSITIONS, Strategy, parse_selector
-from sweetspot.pairs.texts import TextSource
 
 # Why a prompt yields no pair, in the order they are checked (SPEC §2; the first that applies
 # counts): fewer than 2 finite rewards; no more than ddof of them (σ undefined); σ = 0 (all

@@ -10,8 +10,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from sweetspot.pairs.segments import tree_sum
-
 _C1 = [0.0, 0.221157, -0.147981, -2.071190, 4.434685, -2.706056]
 _C2 = [0.0, 0.042981, -0.293762, -1.752461, 5.682633, -3.582633]
 _C3 = [0.5440, -0.39978, 0.025054, -6.714e-4]
@@ -92,15 +90,15 @@ def shapiro_many(rewards: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, 
             np.take(rewards, offsets[block][:, None] + cols, out=x, mode="clip")
             x.sort(axis=1)
             varied = x[:, 0] != x[:, -1]
-            # fixed-tree row sums: a prompt's W is the same alone and inside any pool
-            x -= (tree_sum(x) / size)[:, None]
+            # row sums (pairwise over the row alone): a prompt's W is the same in any pool
+            x -= (x.sum(axis=1) / size)[:, None]
             # W does not change with the scale: over the largest deviation, rewards closer than
             # 1e-154 do not square to 0
             scale = np.abs(x).max(axis=1)
             x[varied] /= scale[varied, None]
-            ssq = tree_sum(x * x)
+            ssq = (x * x).sum(axis=1)
             with np.errstate(divide="ignore", invalid="ignore"):
-                w = tree_sum(x * a) ** 2 / (ssq * aa)
+                w = (x * a).sum(axis=1) ** 2 / (ssq * aa)
             ok = varied & (ssq > 0)
             w_out[block[ok]] = w[ok]
             p_out[block[ok]] = shapiro_pvalue(w[ok], size)

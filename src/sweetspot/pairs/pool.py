@@ -1,78 +1,61 @@
-"""Pass 1 of the pair stage: a scored pool's keys, rewards and flags, grouped by prompt.
+"""A scored pool read by DuckDB: per prompt, its rewards grouped in sample order.
 
-Reads only what selection needs — prompt keys, sample indices, rewards, finish reasons and a
-per-response "empty text" flag computed batch by batch (the text itself is dropped at once) —
-from a file, a folder of shards or a stage folder (:mod:`sweetspot.pairs.scan`, files read by
-worker threads, merged here in order). Texts stay in the files, except those of the rows the
-strategies pick among prompts seen whole in one batch (:mod:`sweetspot.pairs.capture`); pass 2
-(:mod:`sweetspot.pairs.texts`) fetches the other picked rows' texts only. Memory grows with the
-number of responses (a few bytes each) and the pairs' text, never with the pool's text. Every
-bad row is reported by file, row (JSONL: line) and field; the row is found when the error
-happens, not carried along.
+One query per pool groups the responses by prompt — ``list(reward ORDER BY sample_idx)`` — and
+flags each one (usable, non-finite reward, empty text, truncated); the lists map straight onto
+the flat array plus offsets the numpy selection uses (:mod:`sweetspot.pairs.context`). Texts stay
+in the files: :class:`SqlTexts` fetches the picked ones by a join on (prompt, sample index).
 
 Layouts, detected from the columns:
 - wide, one row per prompt: ``prompt``/``instruction``, ``responses``/``output``,
   ``rewards``/``scores`` (lists of equal length; the list position is the sample index);
 - long, one row per response: ``prompt`` or ``prompt_id`` (+ a prompt table), ``sample_idx``,
   ``response``/``text``, ``reward``;
-- a stage folder written by ``sweetspot sample`` and ``sweetspot score``: ``prompts.parquet``,
+- a run folder written by ``sweetspot sample`` and ``sweetspot score``: ``prompts.parquet``,
   ``samples/`` and ``scores/``, joined by (prompt_id, sample_idx).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+import dataclasses
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sweetspot.errors import InputError
-from sweetspot.io import list_table_files
-from sweetspot.pairs.capture import Picker, TextBudget
+from sweetspot.pairs.arrays import to_numpy
 from sweetspot.pairs.context import PoolContext
-from sweetspot.pairs.scan import (
-    DEFAULT_COLUMNS,
-    FileScan,
-    json_error,
-    pick,
-    scan_long,
-    scan_prompt_table,
-    scan_scores,
-    scan_wide,
-)
-from sweetspot.pairs.sources import JsonReadError, SourceFile, map_ordered
-from sweetspot.pairs.texts import (
-    ArrowTexts,
-    ChunkedMessages,
-    MessageSource,
-    StreamedTexts,
-    TextFile,
-    TextSource,
-)
-from sweetspot.stages import SCORE
+from sweetspot.pairs.prompts import DEFAULT_COLUMNS, load_prompt_table, prompt_messages
+from sweetspot.pairs.source import BLANK, Files, first_row, located, rows_of, table_files
 
-# A progress hook: called with the description and total (in files) of a pass, then with ""
-# and the fraction of a file that each batch covered.
-ProgressHook = Callable[[str, float], None] | None
+# Why a response is left out, by code (0: usable); the order is the order of the checks.
+RESPONSE_DROPS = ("non_finite_reward", "empty_response", "truncated")
+_LONG = ["prompt", "prompt_id", "sample_idx", "response", "reward", "finish_reason"]
+
+
+class TextSource:
+    """Texts of flat response rows (in the order asked)."""
+
+    def take(self, rows: np.ndarray) -> pa.Array:  # pragma: no cover - interface
+        raise NotImplementedError
 
 
 @dataclass
 class Pool:
-    """A scored pool: all prompts, and their usable responses as flat arrays.
+    """A scored pool: all prompts (sorted by id), their usable responses as flat arrays.
 
     The responses of prompt ``p`` are the flat rows ``offsets[p]:offsets[p+1]``, ordered by
-    sample index; prompts are in the order the input first names them (outputs are sorted by
-    prompt id: ``id_order``). Only finite rewards of non-empty (and, when asked, non-truncated)
-    responses are here; the others are counted in ``dropped``. ``texts`` and ``messages`` fetch
-    the response texts and prompt messages that a pair needs (from the files, for a pool loaded
-    by :func:`load_pool`).
+    sample index. Only finite rewards of non-empty (and, when asked, non-truncated) responses
+    are here; the others are counted in ``dropped``.
     """
 
     prompt_ids: np.ndarray
-    messages: MessageSource | pa.Array
+    messages: pa.Array
     offsets: np.ndarray
     sample_idx: np.ndarray
     rewards: np.ndarray
@@ -81,10 +64,6 @@ class Pool:
     dropped: dict[str, int] = field(default_factory=dict)
     layout: str = "wide"
     source: str = ""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.messages, (pa.Array, pa.ChunkedArray)):
-            self.messages = ChunkedMessages.from_array(self.messages)
 
     @property
     def n_prompts(self) -> int:
@@ -101,6 +80,27 @@ class Pool:
         rank[np.argsort(self.prompt_ids, kind="stable")] = np.arange(self.n_prompts)
         return rank
 
+    def without(self, uids: np.ndarray, truncated: int = 0) -> Pool:
+        """This pool less the responses ``uids`` (found empty), counted as empty responses;
+        ``truncated`` of the empty ones had been left out as truncated instead."""
+        drop = np.isin(self.texts.uid, uids)
+        seg = np.repeat(np.arange(self.n_prompts), np.diff(self.offsets))
+        n = np.bincount(seg[~drop], minlength=self.n_prompts)
+        dropped = dict(self.dropped)
+        dropped["empty_response"] += int(drop.sum()) + truncated
+        if truncated:
+            dropped["truncated"] -= truncated
+        texts = copy.copy(self.texts)
+        texts.uid = self.texts.uid[~drop]
+        return dataclasses.replace(
+            self,
+            offsets=np.concatenate([[0], np.cumsum(n)]).astype(np.int64),
+            sample_idx=self.sample_idx[~drop],
+            rewards=self.rewards[~drop],
+            texts=texts,
+            dropped=dropped,
+        )
+
     def context(self, ddof: float = 0.0, seed: int = 0) -> PoolContext:
         """Statistics of this pool for pair selection."""
         return PoolContext(
@@ -108,176 +108,144 @@ class Pool:
         )
 
 
-def _guard_json(fn: Callable, file: SourceFile, cols: dict):
-    """``fn()``, with a JSON reader failure turned into an error naming the bad line."""
-    try:
-        return fn()
-    except JsonReadError as e:
-        raise json_error(e, file, cols) from None
+class FetchedTexts(TextSource):
+    """The texts of a sorted set of responses (``uids``), fetched at once; ``take`` looks up
+    any of them by flat row (``uid_of_row``), ``signatures`` their fingerprints
+    (computed once for all strategies)."""
+
+    def __init__(self, uids: np.ndarray, texts: pa.Array, uid_of_row: np.ndarray) -> None:
+        self.rows = uids
+        self.texts = texts
+        self.uid_of_row = uid_of_row
+        self._signatures = None
+
+    def _pos(self, rows: np.ndarray) -> np.ndarray:
+        rows = self.uid_of_row[rows]
+        pos = np.searchsorted(self.rows, rows)
+        if len(rows) and (pos.max() >= len(self.rows) or np.any(self.rows[pos] != rows)):
+            raise KeyError("a row whose text was not fetched")
+        return pos
+
+    def take(self, rows: np.ndarray) -> pa.Array:
+        return self.texts.take(pa.array(self._pos(rows), pa.int64()))
+
+    def signatures(self, rows: np.ndarray) -> np.ndarray:
+        """The :func:`~sweetspot.pairs.identical.fingerprints` of the texts of ``rows``."""
+        from sweetspot.pairs.identical import fingerprints
+
+        if self._signatures is None:
+            self._signatures = fingerprints(self.texts)
+        return self._signatures[self._pos(rows)]
 
 
-# -- merging files -----------------------------------------------------------------------------
+class SqlTexts(TextSource):
+    """The texts of flat rows, fetched from the input by a join on (prompt key, sample index).
 
+    ``keys`` holds the prompt key of each query group (as the input has it); a flat row's
+    response is ``uid[row]``, whose query group and sample index are ``group`` and ``idx``
+    (``prompt`` is its prompt's position in the pool); ``truncated`` lists (prompt, index)
+    keys of responses left out as truncated. ``reads`` counts the texts fetched.
+    """
 
-class _Prompts:
-    """The prompts met so far: id -> code (order of first appearance), where each prompt's
-    messages are (an Arrow chunk and a row in it) and where it was first seen."""
+    def __init__(self, con, view, keys, group, idx, group_prompt, truncated) -> None:
+        self.con, self.view = con, view
+        self.keys, self.group, self.idx, self._group_prompt = keys, group, idx, group_prompt
+        self.truncated = truncated
+        self.uid = np.arange(len(idx))
+        self.reads = 0
 
-    def __init__(self) -> None:
-        self.code: dict[str, int] = {}
-        self.ids: list[str] = []
-        self.loc: list[tuple[int, int]] = []
-        self.origin: list[tuple[int, int]] = []
-        self.chunks: list[pa.Array] = []
+    def take(self, rows: np.ndarray) -> pa.Array:
+        return self._fetch(rows, blanks=False)[0]
 
-    def add_chunk(self, messages: pa.Array) -> int:
-        self.chunks.append(messages)
-        return len(self.chunks) - 1
+    def take_finding_blanks(self, rows: np.ndarray) -> tuple[pa.Array, np.ndarray, int]:
+        """The texts of ``rows`` and, from the same pass over the input, the responses whose
+        text is empty: their uids among the pool's, and how many were left out as truncated."""
+        return self._fetch(rows, blanks=True)
 
-    def intern(self, pid: str, loc: tuple[int, int], origin: tuple[int, int]) -> tuple[int, bool]:
-        """The code of ``pid`` and whether it is new."""
-        code = self.code.get(pid)
-        if code is not None:
-            return code, False
-        code = len(self.ids)
-        self.code[pid] = code
-        self.ids.append(pid)
-        self.loc.append(loc)
-        self.origin.append(origin)
-        return code, True
-
-
-class _Columns:
-    """Per-response arrays filled batch by batch: each is allocated once for the expected
-    number of rows (``reserve``) and grows by doubling past it, so nothing is concatenated."""
-
-    def __init__(self, **dtypes) -> None:
-        self.dtypes = dtypes
-        self.arrays: dict[str, np.ndarray] = {}
-        self.filled: dict[str, int] = {}
-        self.rows = 0
-        self.expected = 0
-
-    def reserve(self, rows: int) -> None:
-        self.expected = rows
-
-    def append(self, n: int, **arrays: np.ndarray | None) -> None:
-        for k, v in arrays.items():
-            if v is None:
-                continue
-            a, f = self.arrays.get(k), self.filled.get(k, 0)
-            if a is None or f + len(v) > len(a):
-                size = max(f + len(v), self.expected, 2 * (0 if a is None else len(a)), 1 << 16)
-                grown = np.empty(size, dtype=self.dtypes[k])
-                if a is not None:
-                    grown[:f] = a[:f]
-                a = self.arrays[k] = grown
-            a[f : f + len(v)] = v
-            self.filled[k] = f + len(v)
-        self.rows += n
-
-    def take(self, name: str) -> np.ndarray:
-        """The filled part of a column (empty if nothing was appended); the column is gone."""
-        a = self.arrays.pop(name, None)
-        if a is None:
-            return np.zeros(0, dtype=self.dtypes[name])
-        return a[: self.filled.pop(name)]
-
-
-@dataclass
-class _Merge:
-    """Pass 1's results across files, in file order."""
-
-    prompts: _Prompts = field(default_factory=_Prompts)
-    data: _Columns = field(
-        default_factory=lambda: _Columns(
-            code=np.int32, idx=np.int64, reward=np.float64, nonempty=bool, truncated=bool
+    def _fetch(self, rows: np.ndarray, blanks: bool):
+        uid = self.uid[np.asarray(rows, dtype=np.int64)]
+        uniq, back = np.unique(uid, return_inverse=True)
+        want = pa.table(
+            {
+                "key": self.keys.take(pa.array(self.group[uniq])),
+                "idx": pa.array(self.idx[uniq]),
+                "pos": pa.array(np.arange(len(uniq))),
+            }
         )
+        self.con.register("sweetspot_want", want)
+        on = "s.prompt_key = w.key AND s.sample_idx = w.idx"
+        blank = blank_sql("s.response")
+        got = self.con.sql(
+            f"SELECT w.pos, s.response AS text, s.prompt_key, s.sample_idx FROM {self.view} s "
+            + (
+                f"LEFT JOIN sweetspot_want w ON {on} WHERE w.pos IS NOT NULL OR {blank}"
+                if blanks
+                else f"JOIN sweetspot_want w ON {on}"
+            )
+        ).to_arrow_table()
+        self.con.unregister("sweetspot_want")
+        self.reads += len(uniq)
+        pos = to_numpy(pc.fill_null(got.column("pos"), -1), np.int64)
+        hit = np.flatnonzero(pos >= 0)
+        texts = got.column("text").take(pa.array(hit[np.argsort(pos[hit])]))
+        texts = texts.combine_chunks().cast(pa.large_string())
+        if len(texts) != len(uniq):
+            raise InputError("a picked response was not found again in the input")
+        texts = texts.take(pa.array(back, pa.int64()))
+        if not blanks:
+            return texts, None, 0
+        empty = got.filter(pa.array(pos < 0) if len(pos) else pa.array([], pa.bool_()))
+        wanted_blank = np.flatnonzero(_blank_texts(texts)) if len(texts) else []
+        return texts, *self._blank_uids(empty, uid[wanted_blank])
+
+    def _blank_uids(self, empty: pa.Table, also: np.ndarray) -> tuple[np.ndarray, int]:
+        """Pool uids of the blank responses of ``empty`` (rows with key and index) plus
+        ``also``, and how many blank ones were truncated."""
+        if not empty.num_rows:
+            return np.unique(also), 0
+        code = {_hashable(k): g for g, k in enumerate(self.keys.to_pylist())}
+        group = np.array([code[_hashable(k)] for k in empty.column("prompt_key").to_pylist()])
+        p = self._group_prompt[group]
+        i = to_numpy(empty.column("sample_idx"), np.int64)
+        width = int(max(self.idx.max(initial=0), i.max(initial=0))) + 1
+        key = p * width + i
+        # sorted: a pool is in (prompt, index) order
+        pool_keys = self._group_prompt[self.group] * width + self.idx
+        at = np.minimum(np.searchsorted(pool_keys, key), len(pool_keys) - 1)
+        found = pool_keys[at] == key if len(pool_keys) else np.zeros(len(key), bool)
+        moved = int(np.isin(key, self.truncated[:, 0] * width + self.truncated[:, 1]).sum())
+        return np.unique(np.concatenate([at[found], also])).astype(np.int64), moved
+
+
+def _hashable(v):
+    return tuple(tuple(sorted(m.items())) for m in v) if isinstance(v, list) else v
+
+
+def _blank_texts(texts: pa.Array) -> np.ndarray:
+    """Per text: null or only whitespace."""
+    blank = pc.or_kleene(pc.equal(pc.binary_length(texts), 0), pc.utf8_is_space(texts))
+    return to_numpy(pc.fill_null(blank, True))
+
+
+def blank_sql(text: str) -> str:
+    """SQL: the text is missing or only whitespace (the expression reads its first character
+    and looks further only when that is a space)."""
+    first = f"ascii({text})"
+    return (
+        f"({text} IS NULL OR {text} = '' OR (({first} <= 32 OR {first} IN (133, 160, 5760, "
+        f"8232, 8233, 8239, 8287, 12288) OR {first} BETWEEN 8192 AND 8202) AND "
+        f"regexp_full_match({text}, '{BLANK}')))"
     )
-    table: dict[str, tuple[int, int]] | None = None  # prompt table: id -> messages location
-    files: list[SourceFile] = field(default_factory=list)
-    starts: list[int] = field(default_factory=list)  # global id of each file's first response
-    text_files: list[TextFile] = field(default_factory=list)
-    caught_ids: list[np.ndarray] = field(default_factory=list)  # texts caught in pass 1
-    caught_texts: list[pa.Array] = field(default_factory=list)
-    caught_rows: dict[int, int] = field(default_factory=dict)  # code -> most rows seen at once
-
-    def add(self, fs: FileScan) -> None:
-        """Append one scanned file (prompts new to the pool get the next codes)."""
-        file_no = len(self.files)
-        self.files.append(fs.file)
-        start = self.data.rows
-        self.starts.append(start)
-        for b in fs.batches:
-            keys = b.keys
-            chunk = self.prompts.add_chunk(keys.messages) if keys.messages is not None else None
-            lut = np.empty(len(keys.ids), dtype=np.int32)
-            for j, pid in enumerate(keys.ids):
-                loc = (chunk, j) if chunk is not None else self.table[pid]
-                code, new = self.prompts.intern(pid, loc, (file_no, int(keys.first_rows[j])))
-                if fs.wide and not new:
-                    raise self._duplicate_prompt(code, fs.file, int(keys.first_rows[j]), keys, j)
-                lut[j] = code
-            codes = lut[keys.index]
-            if b.parent is not None:
-                codes = codes[b.parent]
-            self.data.append(
-                len(b.idx),
-                code=codes,
-                idx=b.idx,
-                reward=b.reward,
-                nonempty=b.nonempty,
-                truncated=b.truncated,
-            )
-        if fs.text_column is not None:
-            self.text_files.append(
-                TextFile(fs.file, start, self.data.rows - start, fs.text_column, fs.wide, fs.kept)
-            )
-        for c in fs.caught:
-            self.caught_ids.append(start + c.positions)
-            self.caught_texts.append(c.texts)
-            for pid, count in zip(c.pids, c.counts.tolist()):
-                code = self.prompts.code[pid]
-                if count > self.caught_rows.get(code, 0):
-                    self.caught_rows[code] = count
-
-    def _duplicate_prompt(self, code: int, file: SourceFile, row: int, keys, j: int):
-        f_no, f_row = self.prompts.origin[code]
-        other = self.files[f_no]
-        content = keys.messages[j].as_py()[-1]["content"]
-        shown = content if len(content) <= 60 else content[:57] + "..."
-        where = "row" if other is file else f"{other} row"
-        return InputError(
-            f"prompt {self.prompts.ids[code]} ({shown!r}) has a second row; first seen in "
-            f"{where} {other.line(f_row)} (a wide file has one row per prompt)",
-            file=str(file),
-            row=file.line(row),
-            field=keys_field(file),
-        )
-
-    def where(self, g: int) -> tuple[SourceFile, int]:
-        """The file and 0-based row of global response ``g`` (long layouts)."""
-        k = int(np.searchsorted(np.asarray(self.starts), g, side="right") - 1)
-        return self.files[k], g - self.starts[k]
 
 
-def keys_field(file: SourceFile) -> str:
-    return pick(file.names, DEFAULT_COLUMNS, "prompt") or "prompt"
+def connect():
+    """A DuckDB connection of its own (the stage's views live in it)."""
+    import duckdb
 
-
-def _load_prompt_table(path: Path, merge: _Merge) -> dict[str, tuple[int, int]]:
-    """prompt_id -> where its messages are (a chunk of the merge's prompts), from a table."""
-    out: dict[str, tuple[int, int]] = {}
-    for f in list_table_files(path):
-        file = SourceFile(f)
-        for pids, msgs in _guard_json(lambda file=file: scan_prompt_table(file), file, {}):
-            chunk = merge.prompts.add_chunk(msgs)
-            for i, pid in enumerate(pids):
-                out[pid] = (chunk, i)
-    return out
-
-
-# -- the pool ----------------------------------------------------------------------------------
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    con.execute("SET allocator_flush_threshold = '64MB'")  # give freed memory back
+    return con
 
 
 def load_pool(
@@ -287,313 +255,349 @@ def load_pool(
     prompts: str | Path | None = None,
     exclude_truncated: bool = False,
     max_samples: int | None = None,
-    progress: ProgressHook = None,
-    picker: Picker | None = None,
+    con=None,
+    defer_blank: bool = False,
 ) -> Pool:
-    """Load a scored pool's selection data from ``path`` (file, folder of shards, or stage
-    folder); the texts stay in the files until a pair needs them (``pool.texts``), except those
-    of the rows ``picker`` picks, caught on the way (:mod:`sweetspot.pairs.capture`).
+    """Read a scored pool at ``path`` (a file, a folder of shards, a glob, or a run folder);
+    the texts stay in the files until a pair needs them (``pool.texts``).
 
     ``columns`` maps a logical field (prompt, prompt_id, responses, rewards, response, reward,
     sample_idx, finish_reason) to the input's column name. ``prompts`` is a prompt table for long
     rows that carry only ``prompt_id``. Non-finite rewards and empty responses are dropped and
     counted; truncated responses (finish_reason ``length``) too when ``exclude_truncated``.
     ``max_samples`` keeps only the first that many samples of each prompt (sample_idx below it):
-    the others are not part of the pool at all. ``progress(description, total)`` starts the
-    pass, ``progress("", fraction)`` advances it.
+    the others are not part of the pool at all.
+
+    ``defer_blank`` (long layouts): leave the texts unread — responses whose text is empty are
+    then found while the picked texts are fetched (:meth:`SqlTexts.take_finding_blanks`) and
+    taken out with :meth:`Pool.without`, so the texts are read once.
     """
-    path = Path(path)
     cols = dict(DEFAULT_COLUMNS)
     for k, v in (columns or {}).items():
         if k not in cols:
             raise InputError(f"unknown column key {k!r}; use one of {', '.join(cols)}")
         cols[k] = (v,)
-    merge = _Merge()
-    samples, scores_dir = SCORE.path(path, "samples"), SCORE.path(path, "scores")
-    stage = path.is_dir() and samples.is_dir() and scores_dir.is_dir()
-    scored = stage and any(f.suffix in (".parquet", ".jsonl") for f in scores_dir.iterdir())
-    if path.is_dir() and samples.is_dir() and not scored:
-        raise InputError(
-            "this folder has samples but no scores yet: run `sweetspot score --input "
-            f"{path}` first, then pair",
-            file=str(path),
-        )
-    if stage:
-        merge.table = _load_prompt_table(path / "prompts.parquet", merge)
-        files = [SourceFile(f) for f in list_table_files(path / "samples")]
-        layout = "stage"
-    else:
-        if prompts:
-            merge.table = _load_prompt_table(Path(prompts), merge)
-        elif path.is_dir() and (path / "prompts.parquet").exists():
-            merge.table = _load_prompt_table(path / "prompts.parquet", merge)
-        files = [SourceFile(f) for f in list_table_files(path) if f.name != "prompts.parquet"]
-        layout = None
-        for f in files:  # every file in one layout (a JSONL file: the first block tells)
-            names = _guard_json(lambda f=f: f.names, f, cols)
-            if not names:
-                continue
-            this = "wide" if any(pick(names, cols, k) for k in ("responses", "rewards")) else "long"
-            layout = layout or this
-            if this != layout:
-                raise InputError(
-                    f"file is in the {this} layout, earlier files in the {layout} one", file=str(f)
-                )
-        layout = layout or "wide"
-    if progress is not None:
-        scores = len(list_table_files(path / "scores")) if stage else 0
-        progress("pass 1: rewards", float(len(files) + scores))
+    con = con or connect()
+    reader = _Reader(con, Path(path), str(path), cols, exclude_truncated, max_samples)
+    reader.defer_blank = defer_blank
+    with reader.failures():
+        return reader.read(prompts)
 
-    score_files = {f.name: f for f in list_table_files(path / "scores")} if stage else {}
 
-    budget = TextBudget() if picker is not None else None  # pass 2 follows: keep short texts
+@dataclass
+class _Reader:
+    con: object
+    path: Path
+    text: str
+    cols: dict
+    exclude_truncated: bool
+    max_samples: int | None
+    defer_blank: bool = False
+    sources: list[Files] = field(default_factory=list)
 
-    def scan(f: SourceFile) -> FileScan:
-        tick = _ticker(f, progress)
-        if stage or layout == "long":
-            mirror = score_files.get(f.path.name)
-            fn = lambda: scan_long(  # noqa: E731
-                f,
-                cols,
-                merge.table,
-                with_reward=not stage,
-                exclude_truncated=exclude_truncated,
-                max_samples=max_samples,
-                tick=tick,
-                picker=picker,
-                scores=SourceFile(mirror) if mirror is not None else None,
-                budget=budget,
+    @contextmanager
+    def failures(self):
+        """A JSONL file that failed inside a query: its own error (file, line, field)."""
+        try:
+            yield
+        except Exception:
+            for f in self.sources:
+                if f.failure is not None:
+                    raise f.failure from None
+            raise
+
+    def read(self, prompts) -> Pool:
+        path = self.path
+        stage = path.is_dir() and (path / "samples").is_dir()
+        if stage:
+            return self._stage()
+        table = Path(prompts) if prompts else None
+        if table is None and path.is_dir() and (path / "prompts.parquet").exists():
+            table = path / "prompts.parquet"
+        files = Files([f for f in table_files(self.text) if f.name != "prompts.parquet"])
+        self.sources.append(files)
+        layout = files.layout(self.cols)
+        if not files.paths:
+            raise InputError("the pool is empty: no rows found", file=self.text)
+        if layout == "wide":
+            wide = ["prompt", "responses", "rewards"]
+            return self._wide(files.open(self.con, self.cols, wide, wide, "wide"))
+        files.resolve(self.cols, _LONG, ["sample_idx", "response", "reward"])
+        if "prompt" not in files.cols and "prompt_id" not in files.cols:
+            raise InputError(
+                f"missing column: prompt or prompt_id (found "
+                f"{', '.join(files.schema(files.paths[0], self.cols).names)})",
+                file=str(files.paths[0]),
+                field="prompt",
             )
-        else:
-            fn = lambda: scan_wide(f, cols, tick, picker, max_samples)  # noqa: E731
-        out = _guard_json(fn, f, cols)
-        tick(None)
-        return out
+        files.check_types()
+        view = files.relation(self.con, _LONG, "pool")
+        by_id = "prompt" not in files.cols
+        if by_id and table is None:
+            raise InputError(
+                "rows name prompt_id but no prompt table was given (--prompts FILE)",
+                file=str(files.paths[0]),
+                field=files.cols["prompt_id"],
+            )
+        return self._long(view, "long", table if by_id else None, files.cols)
 
-    if layout != "wide" and all(f.is_parquet for f in files):
-        merge.data.reserve(sum(f.metadata.num_rows for f in files))
-    matched = True
-    for fs in map_ordered(scan, [f for f in files if stage or f.names]):
-        merge.add(fs)
-        matched &= fs.scores_matched
-    if not stage and merge.data.rows == 0 and not merge.prompts.ids:
-        raise InputError("the pool is empty: no rows found", file=str(path))
-    # a stage folder whose score shards mirror its sample shards has its rewards already
-    joined = stage and matched and sorted(score_files) == sorted(f.path.name for f in files)
-    if joined and progress is not None:
-        progress("", float(len(score_files)))  # read with their sample shards
-    return _assemble(
-        merge,
-        layout,
-        str(path),
-        path if stage and not joined else None,
-        exclude_truncated,
-        progress,
-        max_samples,
-    )
+    # -- layouts -----------------------------------------------------------------------------
 
-
-def _ticker(file: SourceFile, progress: ProgressHook) -> Callable[[int | None], None]:
-    """Per batch, advance the progress by the share of the file its rows are (Parquet knows
-    its rows; a JSONL file advances when it is done); ``None`` completes the file."""
-    if progress is None:
-        return lambda rows: None
-    total = (file.metadata.num_rows or None) if file.is_parquet else None
-    done = [0.0]
-
-    def tick(rows: int | None) -> None:
-        step = 1.0 - done[0] if rows is None else (rows / total if total else 0.0)
-        done[0] += step
-        progress("", step)
-
-    return tick
-
-
-# -- joining scores (stage folders) ------------------------------------------------------------
-
-
-def _join_scores(
-    merge: _Merge, stage: Path, code: np.ndarray, idx: np.ndarray, progress: ProgressHook
-) -> np.ndarray:
-    """The reward of every sample (``code``, ``idx``) from ``stage/scores``, joined by
-    (prompt_id, sample_idx); a sample without a score gets NaN (counted as non-finite)."""
-    files = [SourceFile(f) for f in list_table_files(stage / "scores")]
-    parts: dict[str, list[np.ndarray]] = {"code": [], "idx": [], "reward": [], "file": []}
-
-    def scan(f: SourceFile) -> FileScan:
-        tick = _ticker(f, progress)
-        out = _guard_json(lambda: scan_scores(f, tick), f, DEFAULT_COLUMNS)
-        tick(None)
-        return out
-
-    for file_no, fs in enumerate(map_ordered(scan, files)):
-        for b in fs.batches:
-            lut = np.array([merge.prompts.code.get(p, -1) for p in b.keys.ids], dtype=np.int32)
-            parts["code"].append(lut[b.keys.index])
-            parts["idx"].append(b.idx)
-            parts["reward"].append(b.reward)
-            parts["file"].append(np.full(len(b.idx), file_no, dtype=np.int32))
-    cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
-    r_code, r_idx = cat["code"].astype(np.int32), cat["idx"].astype(np.int64)
-    r_reward, r_file = cat["reward"].astype(np.float64), cat["file"].astype(np.int32)
-    if np.array_equal(r_code, code) and np.array_equal(r_idx, idx):
-        return r_reward  # scores written shard by shard beside the samples, in the same order
-    r_row = np.arange(len(r_code)) - np.asarray([0, *np.cumsum(np.bincount(r_file))])[r_file]
-    known = np.flatnonzero(r_code >= 0)  # scores of prompts that have no sample are ignored
-    if len(known) < len(r_code):
-        r_code, r_idx, r_reward, r_file, r_row = (
-            a[known] for a in (r_code, r_idx, r_reward, r_file, r_row)
+    def _stage(self) -> Pool:
+        path = self.path
+        scores = sorted(
+            p for p in (path / "scores").glob("*") if p.suffix in (".parquet", ".jsonl")
         )
-    s_key, r_key = _pair_keys((code, idx), (r_code, r_idx))
-    order = np.argsort(r_key, kind="stable")
-    sk = r_key[order]
-    dup = np.flatnonzero(sk[1:] == sk[:-1])
-    if len(dup):
-        a, b = int(order[dup[0]]), int(order[dup[0] + 1])
-        fa, fb = files[r_file[a]], files[r_file[b]]
+        if not (path / "scores").is_dir() or not scores:
+            raise InputError(
+                "this run folder has samples but no scores yet: run `sweetspot score` on it first",
+                file=str(path),
+            )
+        samples, score = Files(table_files(path / "samples")), Files(scores)
+        self.sources += [samples, score]
+        keys = ["prompt_id", "sample_idx", "response", "finish_reason"]
+        s_view = samples.open(self.con, self.cols, keys, keys[:3], "samples")
+        keys = ["prompt_id", "sample_idx", "reward"]
+        r_view = score.open(self.con, self.cols, keys, keys, "scores")
+        dup = self.con.sql(
+            f"SELECT prompt_id, sample_idx FROM {r_view} GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+        ).fetchall()
+        if dup:
+            self._duplicate(r_view, "prompt_id", *dup[0])
+        join = f"LEFT JOIN {r_view} r ON s.prompt_id = r.prompt_id AND s.sample_idx = r.sample_idx"
+        if [f.name for f in samples.paths] == [f.name for f in score.paths]:
+            # scores written shard by shard beside the samples: rows side by side, if they are
+            aligned = self.con.sql(
+                "SELECT bool_and(coalesce(s.prompt_id = r.prompt_id AND s.sample_idx = "
+                "r.sample_idx, false)) "
+                f"FROM (SELECT prompt_id, sample_idx FROM {s_view}) s POSITIONAL JOIN "
+                f"(SELECT prompt_id, sample_idx FROM {r_view}) r"
+            ).fetchall()[0][0]
+            join = f"POSITIONAL JOIN (SELECT reward FROM {r_view}) r" if aligned else join
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW pool AS SELECT s.*, r.reward FROM {s_view} s {join}"
+        )
+        pool = self._long("pool", "stage", path / "prompts.parquet", {"prompt_id": "prompt_id"})
+        self.con.execute(  # texts come from the samples alone
+            f"CREATE OR REPLACE TEMP VIEW texts AS SELECT *, prompt_id AS prompt_key FROM {s_view}"
+        )
+        pool.texts.view = "texts"
+        return pool
+
+    def _code(self, text: str, reward: str, finish: str) -> str:
+        """SQL of a response's drop code (0 usable, else 1 + index in RESPONSE_DROPS; 4: past
+        ``max_samples``, not part of the pool)."""
+        trunc = f"WHEN {finish} = 'length' THEN 3 " if self.exclude_truncated else ""
+        outside = (
+            "" if self.max_samples is None else f"WHEN sample_idx >= {self.max_samples} THEN 4 "
+        )
+        return (
+            f"(CASE {outside}WHEN {reward} IS NULL OR NOT isfinite({reward}) THEN 1 "
+            f"{'' if self.defer_blank else f'WHEN {blank_sql(text)} THEN 2 '}{trunc}"
+            f"ELSE 0 END)::TINYINT"
+        )
+
+    def _long(self, view: str, layout: str, table: Path | None, cols: dict) -> Pool:
+        key = "prompt_id" if table is not None else "prompt"
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW pool_keyed AS SELECT *, {key} AS prompt_key FROM {view}"
+        )
+        code = self._code("response", "reward", "finish_reason")
+        got = self.con.sql(
+            # one list of structs per prompt (a list per field could come in different
+            # orders); numpy puts each prompt's responses in sample order
+            f"SELECT prompt_key, list({{'i': sample_idx, 'r': coalesce(reward::DOUBLE, "
+            f"'NaN'::DOUBLE), 'c': {code}}}) AS x, bool_or(sample_idx IS NULL OR sample_idx < 0) "
+            f"AS bad FROM pool_keyed GROUP BY prompt_key ORDER BY prompt_key"
+        ).to_arrow_table()
+        if got.column("prompt_key").null_count or pc.any(got.column("bad")).as_py():
+            self._check_keys(key, cols)
+        keys = got.column("prompt_key").combine_chunks()
+        chunks = got.column("x").chunks
+        del got
+        lens = np.concatenate([to_numpy(pc.list_value_length(c)) for c in chunks] or [[]])
+        group = np.repeat(np.arange(len(lens), dtype=np.int32), lens.astype(np.int64))
+        idx, reward = np.empty(len(group), np.int64), np.empty(len(group), np.float64)
+        code, at = np.empty(len(group), np.int8), 0
+        while chunks:  # one copy per field; each Arrow chunk goes once copied
+            flat = chunks.pop(0).flatten()
+            for out, name in ((idx, "i"), (reward, "r"), (code, "c")):
+                out[at : at + len(flat)] = flat.field(name)
+            at += len(flat)
+        del flat
+        pa.default_memory_pool().release_unused()
+        if table is not None:
+            ids, messages = self._by_table(keys, table, cols)
+        else:
+            ids, messages = self._by_prompt(keys, "pool_keyed", cols.get("prompt", "prompt"))
+        arrays = [group, idx, reward, code]
+        del group, idx, reward, code  # _assemble holds the only references (memory)
+        return self._assemble(ids, messages, keys, arrays, layout, "pool_keyed")
+
+    def _check_keys(self, key: str, cols: dict) -> None:
+        """The first row without a sample index or prompt, or with a negative index."""
+        idx = cols.get("sample_idx", "sample_idx")
+        missing = "missing prompt id" if key == "prompt_id" else "missing prompt"
+        for cond, msg, fld in (
+            ("sample_idx IS NULL", "missing sample index", idx),
+            ("sample_idx < 0", "sample index must be >= 0", idx),
+            ("prompt_key IS NULL", missing, cols.get(key, key)),
+        ):
+            where = first_row(self.con, "pool_keyed", cond)
+            if where:
+                raise InputError(msg, file=where[0], row=where[1], field=fld)
+
+    def _wide(self, view: str) -> Pool:
+        """Wide rows, checked (lists present, of equal length, one row per prompt), as long
+        rows: the list position is the sample index."""
+        got = self.con.sql(
+            f"SELECT file, row, len(responses), len(rewards) FROM {view} WHERE responses IS NULL "
+            f"OR rewards IS NULL OR len(responses) <> len(rewards) ORDER BY file, row LIMIT 1"
+        ).fetchall()
+        if got:
+            (file, row), nt, nr = located(*got[0][:2]), got[0][2], got[0][3]
+            if nt is None or nr is None:
+                fld = self.files_col("responses" if nt is None else "rewards")
+                raise InputError("missing list", file=file, row=row, field=fld)
+            msg = f"{nr} rewards for {nt} responses: lists must have equal length"
+            raise InputError(msg, file=file, row=row, field=self.files_col("rewards"))
+        got = self.con.sql(
+            f"SELECT prompt, list(file ORDER BY file, row), list(row ORDER BY file, row) FROM "
+            f"{view} GROUP BY prompt HAVING count(*) > 1 ORDER BY min(file), min(row) LIMIT 1"
+        ).fetchall()
+        if got:  # a wide file has one row per prompt
+            prompt, files, rows = got[0]
+            (fa, ra), (fb, rb) = located(files[0], rows[0]), located(files[1], rows[1])
+            content = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+            shown = content if len(content) <= 60 else content[:57] + "..."
+            raise InputError(
+                f"prompt {_pid_of(prompt)} ({shown!r}) has a second row; first seen in "
+                f"{'row' if fa == fb else f'{fa} row'} {ra} (a wide file has one row per prompt)",
+                file=fb,
+                row=rb,
+                field=self.files_col("prompt"),
+            )
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW wide_long AS SELECT file, row, prompt, "
+            f"NULL::VARCHAR AS prompt_id, unnest(range(len(responses))) AS sample_idx, "
+            f"unnest(responses) AS response, unnest(rewards)::DOUBLE AS reward, "
+            f"NULL::VARCHAR AS finish_reason FROM {view}"
+        )
+        return self._long("wide_long", "wide", None, {"prompt": self.files_col("prompt")})
+
+    def files_col(self, key: str) -> str:
+        return self.cols[key][0] if len(self.cols[key]) == 1 else key
+
+    # -- prompts -----------------------------------------------------------------------------
+
+    def _by_prompt(self, keys: pa.Array, view: str, fld: str) -> tuple[list[str], pa.Array]:
+        def where(i: int, msg: str) -> InputError:
+            at = first_row(self.con, view, "prompt_key = ?", [keys[i].as_py()])
+            return InputError(msg, file=at[0], row=at[1], field=fld)
+
+        return prompt_messages(keys, where)
+
+    def _by_table(self, keys: pa.Array, table: Path, cols: dict) -> tuple[list[str], pa.Array]:
+        t_ids, t_msgs = load_prompt_table(table)
+        pos = {p: i for i, p in enumerate(t_ids)}
+        ids = keys.cast(pa.string()).to_pylist()
+        missing = [p for p in ids if p not in pos]
+        if missing:
+            file, row, pid = self.con.sql(
+                "SELECT file, row, prompt_key FROM pool_keyed WHERE list_contains(?, prompt_key) "
+                "ORDER BY file, row LIMIT 1",
+                params=[missing],
+            ).fetchall()[0]
+            file, row = located(file, row)
+            raise InputError(
+                f"prompt id {pid} is not in the prompt table",
+                file=file,
+                row=row,
+                field=cols.get("prompt_id", "prompt_id"),
+            )
+        return ids, t_msgs.take(pa.array([pos[p] for p in ids], pa.int64()))
+
+    # -- the pool ----------------------------------------------------------------------------
+
+    def _duplicate(self, view: str, key: str, pid, idx: int) -> None:
+        (fa, ra), (fb, rb) = rows_of(
+            self.con, view, f"{key} = ? AND sample_idx = ?", [pid, int(idx)]
+        )[:2]
+        shown = pid if isinstance(pid, str) and key == "prompt_id" else _pid_of(pid)
         raise InputError(
-            f"duplicate (prompt_id, sample_idx) = ({merge.prompts.ids[r_code[b]]}, {r_idx[b]}); "
-            f"first seen in {fa} row {fa.line(int(r_row[a]))}",
-            file=str(fb),
-            row=fb.line(int(r_row[b])),
+            f"duplicate (prompt_id, sample_idx) = ({shown}, {idx}); first seen in {fa} row {ra}",
+            file=fb,
+            row=rb,
             field="sample_idx",
         )
-    reward = np.full(len(s_key), np.nan)
-    if len(sk):
-        pos = np.minimum(np.searchsorted(sk, s_key), len(sk) - 1)
-        hit = sk[pos] == s_key
-        reward[hit] = r_reward[order[pos[hit]]]
-    return reward
+
+    def _assemble(self, ids, messages, keys, arrays: list, layout, view) -> Pool:
+        """Sort by (prompt id, sample index) — several groups may be one prompt written in two
+        forms — check each sample is there once, and keep the usable responses. ``arrays``:
+        group, sample index, reward and drop code of every response (taken out of the list)."""
+        group, idx, reward, code = arrays
+        arrays.clear()
+        ids_arr = np.array(ids, dtype=object)
+        u_ids, g_code = np.unique(ids_arr, return_inverse=True)
+        order = _block_order(g_code, group, idx)
+        if order is not None:
+            idx, reward, code, group = (a[order] for a in (idx, reward, code, group))
+        p_code = g_code[group]
+        dup = np.flatnonzero((p_code[1:] == p_code[:-1]) & (idx[1:] == idx[:-1]))
+        if len(dup):
+            self._duplicate(view, "prompt_key", keys[int(group[dup[0]])].as_py(), idx[dup[0]])
+        counts = np.bincount(code, minlength=2 + len(RESPONSE_DROPS))
+        dropped = {r: int(counts[1 + i]) for i, r in enumerate(RESPONSE_DROPS)}
+        if not self.exclude_truncated:
+            del dropped["truncated"]
+        keep = None if counts[0] == len(code) else np.flatnonzero(code == 0)
+        kept = (lambda a: a) if keep is None else (lambda a: a[keep])  # no copy if all usable
+        n = np.bincount(kept(p_code), minlength=len(u_ids))
+        first_group = np.zeros(len(u_ids), dtype=np.int64)
+        first_group[g_code[::-1]] = np.arange(len(g_code))[::-1]
+        trunc = np.stack([p_code[code == 3], idx[code == 3]], axis=1)
+        idx = kept(idx)
+        texts = SqlTexts(self.con, view, keys, kept(group), idx, g_code, trunc)
+        return Pool(
+            prompt_ids=u_ids,
+            messages=messages.take(pa.array(first_group)),
+            offsets=np.concatenate([[0], np.cumsum(n)]).astype(np.int64),
+            sample_idx=idx,
+            rewards=kept(reward),
+            texts=texts,
+            responses_in=int(len(code) - counts[-1]),
+            dropped=dropped,
+            layout=layout,
+            source=self.text,
+        )
 
 
-def _pair_keys(*pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
-    """One int64 key per (code, sample_idx), equal exactly when both are, for several arrays."""
-    top = max((int(i.max()) for _, i in pairs if len(i)), default=0) + 1
-    n_codes = max((int(c.max()) for c, _ in pairs if len(c)), default=0) + 1
-    if n_codes * top < 2**62:
-        return [c.astype(np.int64) * top + i for c, i in pairs]
-    uniq = np.unique(np.concatenate([i for _, i in pairs]))
-    return [c.astype(np.int64) * len(uniq) + np.searchsorted(uniq, i) for c, i in pairs]
-
-
-# -- grouping ----------------------------------------------------------------------------------
-
-
-def _group_order(code: np.ndarray, idx: np.ndarray) -> np.ndarray | None:
-    """The permutation that groups responses by prompt (in code order) with sample indices
-    ascending, stably; None when they already are (the usual shard layout: each prompt's
-    samples one sorted run, prompts in order of first appearance). Runs are ordered instead of
-    rows where that suffices (a prompt's samples in several shards)."""
-    n = len(code)
+def _block_order(g_code: np.ndarray, group: np.ndarray, idx: np.ndarray) -> np.ndarray | None:
+    """The permutation that puts the rows (in blocks by ``group``) in prompt order
+    (``g_code[group]``) and sample order; None when they are. Whole blocks move when each
+    prompt is one block already in sample order (the usual case); else a full sort."""
+    n = len(group)
     if n < 2:
         return None
-    brk = (code[1:] != code[:-1]) | (idx[1:] <= idx[:-1])
-    starts = np.concatenate([[0], np.flatnonzero(brk) + 1])
-    if np.all(np.diff(code[starts]) > 0):
-        return None
-    if len(starts) <= n // 4:
-        lens = np.diff(np.concatenate([starts, [n]]))
-        perm = np.lexsort((idx[starts], code[starts]))
-        out_starts = np.concatenate([[0], np.cumsum(lens[perm])[:-1]])
-        order = np.repeat(starts[perm] - out_starts, lens[perm]) + np.arange(n)
-        c, i = code[order], idx[order]
-        if np.all((c[1:] > c[:-1]) | ((c[1:] == c[:-1]) & (i[1:] >= i[:-1]))):
-            return order
-    return np.lexsort((idx, code))
+    lens = np.bincount(group, minlength=len(g_code))
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    sorted_in = (group[1:] != group[:-1]) | (idx[1:] > idx[:-1])
+    if len(np.unique(g_code)) == len(g_code) and sorted_in.all():
+        by = np.argsort(g_code, kind="stable")
+        if np.array_equal(by, np.arange(len(by))):
+            return None
+        new_starts = np.concatenate([[0], np.cumsum(lens[by])[:-1]])
+        return np.repeat(starts[by] - new_starts, lens[by]) + np.arange(n)
+    return np.lexsort((idx, g_code[group]))
 
 
-def _check_unique(merge: _Merge, code: np.ndarray, idx: np.ndarray, order: np.ndarray) -> None:
-    """Two responses with the same (prompt, sample index) are an error naming both rows."""
-    c, i = code[order], idx[order]
-    dup = np.flatnonzero((c[1:] == c[:-1]) & (i[1:] == i[:-1]))
-    if not len(dup):
-        return
-    a, b = int(order[dup[0]]), int(order[dup[0] + 1])
-    fa, ra = merge.where(a)
-    fb, rb = merge.where(b)
-    raise InputError(
-        f"duplicate (prompt_id, sample_idx) = ({merge.prompts.ids[code[b]]}, {idx[b]}); "
-        f"first seen in {fa} row {fa.line(ra)}",
-        file=str(fb),
-        row=fb.line(rb),
-        field="sample_idx",
-    )
+def _pid_of(prompt) -> str:
+    from sweetspot.ids import prompt_id, to_messages
+
+    try:
+        return prompt_id(to_messages(prompt))
+    except ValueError:
+        return str(prompt)
 
 
-def _assemble(
-    merge: _Merge,
-    layout: str,
-    source: str,
-    stage: Path | None,
-    exclude_truncated: bool,
-    progress: ProgressHook = None,
-    max_samples: int | None = None,
-) -> Pool:
-    """Group the responses by prompt (sorting only what is out of order), check they are
-    unique, drop the unusable ones (counted) and index what is left by prompt."""
-    data = merge.data
-    code = data.take("code")
-    idx = data.take("idx")
-    if stage is not None:  # rewards by a pool-wide join with the score shards
-        data.take("reward")
-        rewards = _join_scores(merge, stage, code, idx, progress)
-    else:
-        rewards = data.take("reward")
-    order = _group_order(code, idx)
-    if order is not None:
-        _check_unique(merge, code, idx, order)
-    finite = np.isfinite(rewards)
-    nonempty = data.take("nonempty")
-    inside = None if max_samples is None else idx < max_samples  # the first n samples only
-    if inside is not None:
-        finite &= inside
-        nonempty &= inside
-    keep = finite & nonempty
-    outside = 0 if inside is None else int((~inside).sum())
-    dropped = {
-        "non_finite_reward": int((~finite).sum()) - outside,
-        "empty_response": int((finite & ~nonempty).sum()),
-    }
-    del finite, nonempty
-    if exclude_truncated:
-        truncated = data.take("truncated")
-        if len(truncated) != len(keep):  # a wide pool has no finish reasons
-            truncated = np.zeros(len(keep), dtype=bool)
-        dropped["truncated"] = int((keep & truncated).sum())
-        keep &= ~truncated
-        del truncated
-    everything = order is None and bool(keep.all())  # nothing to drop or move: no copies
-    sel = None if everything else np.flatnonzero(keep) if order is None else order[keep[order]]
-    del keep, order
-    n_prompts = len(merge.prompts.ids)
-    counts = np.bincount(code if sel is None else code[sel], minlength=n_prompts)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    loc = np.array(merge.prompts.loc, dtype=np.int64).reshape(-1, 2)
-    texts = StreamedTexts(merge.text_files, sel)
-    if merge.caught_ids:
-        # a prompt is complete when one catch call saw all of its rows (usable or not)
-        rows_in = np.bincount(code, minlength=n_prompts)
-        seen = np.zeros(n_prompts, dtype=np.int64)
-        if merge.caught_rows:
-            seen[list(merge.caught_rows)] = list(merge.caught_rows.values())
-        texts.add_caught(
-            np.concatenate(merge.caught_ids),
-            pa.concat_arrays(merge.caught_texts),
-            complete=seen == rows_in,
-            offsets=offsets,
-        )
-    return Pool(
-        prompt_ids=np.array(merge.prompts.ids, dtype=object),
-        messages=ChunkedMessages(merge.prompts.chunks, loc[:, 0], loc[:, 1]),
-        offsets=offsets,
-        sample_idx=idx if sel is None else idx[sel],
-        rewards=rewards if sel is None else rewards[sel],
-        texts=texts,
-        responses_in=len(rewards) - outside,
-        dropped=dropped,
-        layout=layout,
-        source=source,
-    )
-
-
-__all__ = ["ArrowTexts", "DEFAULT_COLUMNS", "Pool", "TextSource", "load_pool", "map_ordered"]
+__all__ = ["FetchedTexts", "Pool", "SqlTexts", "TextSource", "load_pool"]

@@ -61,27 +61,6 @@ def argbest(
     return first_true(values == best[seg], seg, len(offsets) - 1)
 
 
-def tree_sum(m: np.ndarray) -> np.ndarray:
-    """Row sums of a 2-D array by a fixed pairwise tree: halves are added column by column
-    until one column is left (an odd last column is folded into the first).
-
-    The tree depends only on the row width, never on how many rows there are or on their
-    neighbours, so a row's sum is the same bit for bit alone and inside any matrix; its rounding
-    error grows with log(width), as numpy's pairwise summation.
-    """
-    m = np.asarray(m, dtype=np.float64)
-    if m.shape[1] == 0:
-        return np.zeros(m.shape[0])
-    while m.shape[1] > 1:
-        w = m.shape[1]
-        h = w // 2
-        top = m[:, :h] + m[:, h : 2 * h]
-        if w % 2:
-            top[:, 0] += m[:, w - 1]
-        m = top
-    return m[:, 0].copy()
-
-
 def segment_sum(
     values: np.ndarray,
     offsets: np.ndarray,
@@ -89,13 +68,14 @@ def segment_sum(
     power: int = 1,
     block_values: int = 1 << 20,
 ) -> np.ndarray:
-    """Per segment, the sum of ``values`` (or of ``(values - center[segment]) ** power``), with
-    each segment summed by :func:`tree_sum` over exactly its own values in element order.
+    """Per segment, the sum of ``values`` (or of ``(values - center[segment]) ** power``), each
+    segment summed over exactly its own values in element order.
 
-    A segment's sum therefore depends on that segment's values only — not on the other segments,
-    on their sizes, or on how the pool was split — which keeps every tie-break of pair selection
-    a function of the prompt alone. Segments are grouped by size and processed in blocks of
-    about ``block_values`` values.
+    Segments of one size form the rows of a matrix, and numpy sums each row by pairwise
+    summation over that row alone, whose tree depends only on the row's length: a segment's sum
+    depends on its own values — not on the other segments, their sizes, or how the pool was
+    split — which keeps every tie-break of pair selection a function of the prompt alone.
+    Segments are processed in blocks of about ``block_values`` values.
     """
     counts = np.diff(offsets)
     out = np.zeros(len(counts))
@@ -116,5 +96,5 @@ def segment_sum(
             if center is not None:
                 m = m - center[block][:, None]
                 m = m * m if power == 2 else m * m * m if power == 3 else m**power
-            out[block] = tree_sum(m)
+            out[block] = m.sum(axis=1)
     return out

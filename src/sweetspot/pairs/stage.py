@@ -1,59 +1,30 @@
 """``run_pair``: the pair stage from a scored pool on disk to one dataset per strategy.
 
-Two passes over the input: pass 1 reads keys, rewards and flags (catching on the way the texts
-of rows it can already tell are picked) and every strategy picks its rows
-(:mod:`sweetspot.pairs.pool`, :mod:`sweetspot.pairs.build`); pass 2 reads the texts of the
-other picked rows only, all strategies at once (:mod:`sweetspot.pairs.texts`). Then each
-strategy's pairs are written as ``<name>.parquet|jsonl`` with statistics in ``<name>.json``.
+DuckDB reads each prompt's rewards grouped (:mod:`sweetspot.pairs.pool`), numpy picks every
+strategy's rows (:mod:`sweetspot.pairs.build`), DuckDB joins back the picked texts of all
+strategies in one pass — finding the empty responses on the way — and writes each strategy's
+pairs as ``<name>.parquet|jsonl`` with statistics in ``<name>.json``; a dataset card
+(``README.md``) makes the folder a dataset that ``datasets.load_dataset`` reads as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from sweetspot.pairs.build import PairBuilder
-from sweetspot.pairs.capture import Picker
 from sweetspot.pairs.config import PairConfig
-from sweetspot.pairs.pool import load_pool
+from sweetspot.pairs.pool import FetchedTexts, Pool, connect, load_pool
+from sweetspot.pairs.source import sql_str
 from sweetspot.pairs.strategies import parse_strategies
-from sweetspot.pairs.texts import FetchedTexts
 
-
-class _Passes:
-    """A progress bar per pass over the files (``sweetspot.progress``); a no-op when off."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar = None
-        self.task = None
-
-    def __enter__(self) -> _Passes:
-        if self.enabled:
-            from sweetspot.progress import progress_bar
-
-            self.bar = progress_bar("files")
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-
-    @property
-    def hook(self) -> Callable[[str, float], None] | None:
-        return self._hook if self.enabled else None
-
-    def _hook(self, description: str, amount: float) -> None:
-        if description:
-            if self.task is not None:
-                self.bar.update(self.task, completed=self.bar.tasks[self.task].total)
-            self.task = self.bar.add_task(description, total=amount)
-        elif self.task is not None:
-            self.bar.advance(self.task, amount)
+STEPS = ("read the pool", "pick", "fetch the picked texts", "write")
 
 
 def run_pair(
@@ -64,55 +35,116 @@ def run_pair(
     on_strategy: Callable[[str, dict], None] | None = None,
 ) -> dict[str, dict]:
     """Build every strategy of ``cfg`` from the pool at ``input_path`` and write
-    ``<name>.parquet|jsonl`` and ``<name>.json`` into ``output_dir``; returns the statistics of
-    each strategy by name (``on_strategy(name, stats)`` is called as each one is written)."""
-    from sweetspot.io import write_json_atomic, write_table
+    ``<name>.parquet|jsonl``, ``<name>.json`` and a dataset card ``README.md`` into
+    ``output_dir``; returns the statistics of each strategy by name (``on_strategy(name,
+    stats)`` is called as each one is written)."""
+    from sweetspot.io import write_json_atomic
+    from sweetspot.pairs.card import write_card
 
     cfg = cfg or PairConfig()
     strategies = parse_strategies(cfg.strategies)
-    with _Passes(cfg.progress) as passes:
-        t0 = time.perf_counter()
+    con, out, results, seconds = connect(), Path(output_dir), {}, {}
+    suffix = "jsonl" if cfg.format == "jsonl" else "parquet"
+    with _steps(cfg.progress) as step:
+        step(STEPS[0])
+        t = time.perf_counter()
         pool = load_pool(
             input_path,
             columns=cfg.columns,
             prompts=cfg.prompts,
             exclude_truncated=cfg.exclude_truncated,
             max_samples=cfg.max_samples,
-            progress=passes.hook,
-            picker=Picker(tuple(strategies), ddof=cfg.ddof, seed=cfg.seed),
+            con=con,
+            defer_blank=True,
         )
-        load_s = time.perf_counter() - t0
-        if hasattr(pool.texts, "progress"):
-            pool.texts.progress = passes.hook
-        t = time.perf_counter()
-        builder = PairBuilder.from_pool(pool, ddof=cfg.ddof, seed=cfg.seed, margin=cfg.margin)
-        selections = [builder.select(s) for s in strategies]
-        select_s = time.perf_counter() - t
-        t = time.perf_counter()
-        rows = np.unique(np.concatenate([s.text_rows for s in selections]))
-        texts = FetchedTexts(rows, pool.texts.take(rows))
-        texts_s = time.perf_counter() - t
-    out = Path(output_dir)
-    suffix = "jsonl" if cfg.format == "jsonl" else "parquet"
-    results: dict[str, dict] = {}
-    for sel in selections:
-        name = sel.strategy.name
-        t = time.perf_counter()
-        table, stats = builder.finish(sel, texts)
-        stats["input"] = str(input_path)
-        stats["layout"] = pool.layout
-        stats["texts_fetched"] = int(len(rows))
-        stats["texts_read_again"] = int(getattr(pool.texts, "reads", len(rows)))
-        stats["seconds"] = {
-            "load": load_s,
-            "select": select_s,
-            "texts": texts_s,
-            "build": time.perf_counter() - t,
-        }
-        stats["output"] = str(write_table(table, out / f"{name}.{suffix}", cfg.format))
-        write_json_atomic(out / f"{name}.json", stats)
-        results[name] = stats
-        del table
-        if on_strategy:
-            on_strategy(name, stats)
+        seconds["load"], t = time.perf_counter() - t, time.perf_counter()
+        step(STEPS[1])
+        builder, selections = _select(pool, strategies, cfg)
+        seconds["select"], t = time.perf_counter() - t, time.perf_counter()
+        step(STEPS[2])
+        pool, builder, selections, texts = _fetch(pool, builder, selections, strategies, cfg)
+        seconds["texts"] = time.perf_counter() - t
+        step(STEPS[3])
+        for sel in selections:
+            name, t = sel.strategy.name, time.perf_counter()
+            table, stats = builder.finish(sel, texts)
+            stats.update(input=str(input_path), layout=pool.layout, texts_fetched=len(texts.rows))
+            stats["seconds"] = {**seconds, "build": time.perf_counter() - t}
+            stats["output"] = str(write_pairs(con, table, out / f"{name}.{suffix}", cfg.format))
+            write_json_atomic(out / f"{name}.json", stats)
+            results[name] = stats
+            del table
+            if on_strategy:
+                on_strategy(name, stats)
+        write_card(out, results, suffix, _provenance(Path(input_path), con))
+    con.close()
     return results
+
+
+@contextlib.contextmanager
+def _steps(enabled: bool):
+    """``step(name)`` moves a progress bar over the stage's steps (a no-op when off)."""
+    if not enabled:
+        yield lambda name: None
+        return
+    from sweetspot.progress import progress_bar
+
+    with progress_bar("steps") as bar:
+        task = bar.add_task(STEPS[0], total=len(STEPS))
+        yield lambda name: bar.update(task, description=name, completed=STEPS.index(name))
+        bar.update(task, completed=len(STEPS))
+
+
+def _select(pool: Pool, strategies, cfg: PairConfig):
+    builder = PairBuilder.from_pool(pool, ddof=cfg.ddof, seed=cfg.seed, margin=cfg.margin)
+    return builder, [builder.select(s) for s in strategies]
+
+
+def _fetch(pool: Pool, builder, selections, strategies, cfg: PairConfig):
+    """The texts the selections need, in one pass that also finds the empty responses; where
+    one was found the pool loses it and every strategy picks again (the new picks of those
+    prompts are fetched then)."""
+    rows = np.unique(np.concatenate([s.text_rows for s in selections]))
+    fetched, empty, truncated = pool.texts.take_finding_blanks(rows)
+    uids = pool.texts.uid[rows]
+    if len(empty) or truncated:
+        pool = pool.without(empty, truncated)
+        builder, selections = _select(pool, strategies, cfg)
+        rows = np.unique(np.concatenate([s.text_rows for s in selections]))
+        more = np.setdiff1d(pool.texts.uid[rows], uids)
+        if len(more):
+            extra = pool.texts.take(np.flatnonzero(np.isin(pool.texts.uid, more)))
+            uids, fetched = np.concatenate([uids, more]), pa.concat_arrays([fetched, extra])
+    order = np.argsort(uids)
+    texts = FetchedTexts(uids[order], fetched.take(pa.array(order)), pool.texts.uid)
+    return pool, builder, selections, texts
+
+
+def write_pairs(con, table: pa.Table, path: Path, fmt: str) -> Path:
+    """Write ``table`` atomically: Parquet by DuckDB's ``COPY``, JSONL as ``write_table``."""
+    from sweetspot.io import atomic_path, write_table
+
+    if fmt != "parquet":
+        return write_table(table, path, fmt)
+    with atomic_path(path) as tmp:
+        con.register("sweetspot_pairs", table)
+        con.execute("COPY sweetspot_pairs TO " + sql_str(str(tmp)) + " (FORMAT parquet)")
+        con.unregister("sweetspot_pairs")
+    return path
+
+
+def _provenance(path: Path, con) -> dict[str, str | None]:
+    """The policy (``sampling.json`` of a run folder) and the reward model (the score shards'
+    ``reward_model``) behind the pool, where the input says."""
+    policy = reward_model = None
+    with contextlib.suppress(OSError, ValueError, AttributeError, KeyError):
+        policy = json.loads((path / "sampling.json").read_text())["params"].get("model")
+    scores = [str(s) for s in sorted(path.glob("scores/*.parquet"))] if path.is_dir() else []
+    with contextlib.suppress(Exception):  # no such column: not recorded
+        got = con.sql(
+            "SELECT DISTINCT reward_model FROM read_parquet(?, union_by_name=true) "
+            "WHERE reward_model IS NOT NULL ORDER BY 1",
+            params=[scores],
+        ).fetchall()
+        reward_model = ", ".join(str(r[0]) for r in got) or None
+    return {"policy": policy, "reward_model": reward_model}
