@@ -267,6 +267,8 @@ def test_a_sampled_but_unscored_folder_says_to_score_it_first(tmp_path, sweetspo
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "has samples but no scores yet: run `sweetspot score --input" in msg
     assert not (stage / "pairs").exists()
+
+
 def test_an_unscored_run_folder_says_to_score_it_first(tmp_path):
     stage = tmp_path / "round-0"
     (stage / "samples").mkdir(parents=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 
@@ -119,15 +118,8 @@ grid_pools = st.dictionaries(
 ALONE_SPECS = ["grid", "max:random", "max:min-of-3", "q=0.8:q=0.3", "z=1.5:z=-0.5"]
 
 
-@functools.cache
-def _connection():
-    from sweetspot.pairs.pool import connect
-
-    return connect()  # one DuckDB connection for the many small pools of these tests
-
-
 def _rows_by_prompt(path, specs=ALONE_SPECS, ddof=0.0):
-    builder = PairBuilder.from_pool(load_pool(path, con=_connection()), seed=11, ddof=ddof)
+    builder = PairBuilder.from_pool(load_pool(path), seed=11, ddof=ddof)
     out: dict[str, list] = {}
     for s in parse_strategies(specs):
         table, _ = builder.build(s)

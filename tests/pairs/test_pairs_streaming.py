@@ -1,4 +1,4 @@
-"""The pair stage on DuckDB: texts read only for the picked rows, the pool's reading held to
+"""The pair stage on pyarrow: texts read only for the picked rows, the pool's reading held to
 the keys and rewards, strings never combined past 2 GB, and bad input named by file, row and
 field on every layout."""
 
@@ -19,7 +19,7 @@ from pool_files import long_rows_of, random_prompts, write_jsonl, write_pool
 import sweetspot.pairs.build as build_mod
 from sweetspot.errors import InputError
 from sweetspot.pairs import PairBuilder, PairConfig, load_pool, parse_strategies, run_pair
-from sweetspot.pairs.pool import FetchedTexts, SqlTexts
+from sweetspot.pairs.pool import FetchedTexts, PoolTexts
 
 SPECS = ["grid", "max:random", "max:min-of-3", "q=0.8:q=0.2"]
 
@@ -61,11 +61,11 @@ def _best_first_pool(path, row_group_size=10):
 
 def test_texts_are_fetched_for_the_picked_rows_only(tmp_path):
     pool = load_pool(_best_first_pool(tmp_path / "pool.parquet"))
-    assert isinstance(pool.texts, SqlTexts) and pool.texts.reads == 0
+    assert isinstance(pool.texts, PoolTexts) and pool.texts.reads == 0
     builder = PairBuilder.from_pool(pool)
     sel = builder.select(parse_strategies(["conventional"])[0])
     rows = np.unique(sel.text_rows)
-    fetched = FetchedTexts(rows, pool.texts.take(rows), pool.texts.uid)
+    fetched = FetchedTexts(pool.src_row[rows], pool.texts.take(rows), pool.src_row)
     table, stats = builder.finish(sel, fetched)
     assert stats["pairs_out"] == 10 and pool.texts.reads == 20  # 2 per prompt of 100
     assert fetched.texts.type == pa.large_string()  # no 2 GB limit on the fetched texts
@@ -123,11 +123,8 @@ def test_reading_the_pool_holds_no_text(tmp_path):
         f"""
         import resource
         from sweetspot.pairs import load_pool
-        from sweetspot.pairs.pool import connect
-        con = connect()
-        con.execute("SET threads = 1")
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        pool = load_pool({str(path)!r}, con=con)
+        pool = load_pool({str(path)!r}, defer_blank=True)
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(after - before, len(pool.rewards))
         """

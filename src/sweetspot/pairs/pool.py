@@ -1,9 +1,11 @@
-"""A scored pool read by DuckDB: per prompt, its rewards grouped in sample order.
+"""A scored pool read by pyarrow in two passes: keys and rewards first, the texts after.
 
-One query per pool groups the responses by prompt — ``list(reward ORDER BY sample_idx)`` — and
-flags each one (usable, non-finite reward, empty text, truncated); the lists map straight onto
-the flat array plus offsets the numpy selection uses (:mod:`sweetspot.pairs.context`). Texts stay
-in the files: :class:`SqlTexts` fetches the picked ones by a join on (prompt, sample index).
+Pass 1 reads the small columns of every file (prompt or prompt_id, sample_idx, reward,
+finish_reason), files in parallel threads, and groups the responses by prompt in sample order —
+the flat arrays plus offsets the numpy selection uses (:mod:`sweetspot.pairs.context`). Texts
+stay in the files: pass 2 (:class:`PoolTexts`) reads the text column once, takes the picked
+rows and finds the empty responses on the way. Every response is named by its *source row*:
+its row across the text files in order (a wide row's list items count one row each).
 
 Layouts, detected from the columns:
 - wide, one row per prompt: ``prompt``/``instruction``, ``responses``/``output``,
@@ -16,9 +18,10 @@ Layouts, detected from the columns:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-from contextlib import contextmanager
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -28,18 +31,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sweetspot.errors import InputError
-from sweetspot.pairs.arrays import to_numpy
+from sweetspot.io import MESSAGES_TYPE
 from sweetspot.pairs.context import PoolContext
-from sweetspot.pairs.prompts import DEFAULT_COLUMNS, load_prompt_table, prompt_messages
-from sweetspot.pairs.source import BLANK, Files, first_row, located, rows_of, table_files
+from sweetspot.pairs.prompts import DEFAULT_COLUMNS, is_text, load_prompt_table, prompt_messages
+from sweetspot.pairs.source import Files, located, table_files
 
-# Why a response is left out, by code (0: usable); the order is the order of the checks.
+# Why a response is left out (the order is the order of the checks).
 RESPONSE_DROPS = ("non_finite_reward", "empty_response", "truncated")
-_LONG = ["prompt", "prompt_id", "sample_idx", "response", "reward", "finish_reason"]
+USABLE, NON_FINITE, TRUNCATED, OUTSIDE = 0, 1, 3, 4  # a source row's status after pass 1
+_LONG = ["prompt", "prompt_id", "sample_idx", "reward", "finish_reason"]
+# first bytes of the UTF-8 whitespace characters (str.isspace): a text starting otherwise is
+# not empty
+_SPACE_LEAD = np.zeros(256, dtype=bool)
+_SPACE_LEAD[:0x21] = _SPACE_LEAD[[0xC2, 0xE1, 0xE2, 0xE3]] = True
+
+
+def workers() -> int:
+    return min(8, os.cpu_count() or 1)
 
 
 class TextSource:
-    """Texts of flat response rows (in the order asked)."""
+    """Texts of flat pool rows (in the order asked)."""
 
     def take(self, rows: np.ndarray) -> pa.Array:  # pragma: no cover - interface
         raise NotImplementedError
@@ -47,11 +59,11 @@ class TextSource:
 
 @dataclass
 class Pool:
-    """A scored pool: all prompts (sorted by id), their usable responses as flat arrays.
+    """A scored pool: all prompts, their usable responses as flat arrays.
 
     The responses of prompt ``p`` are the flat rows ``offsets[p]:offsets[p+1]``, ordered by
-    sample index. Only finite rewards of non-empty (and, when asked, non-truncated) responses
-    are here; the others are counted in ``dropped``.
+    sample index; ``src_row`` is each one's source row. Only finite rewards of non-empty (and,
+    when asked, non-truncated) responses are here; the others are counted in ``dropped``.
     """
 
     prompt_ids: np.ndarray
@@ -59,11 +71,14 @@ class Pool:
     offsets: np.ndarray
     sample_idx: np.ndarray
     rewards: np.ndarray
-    texts: TextSource
+    src_row: np.ndarray
+    texts: PoolTexts
     responses_in: int
     dropped: dict[str, int] = field(default_factory=dict)
     layout: str = "wide"
     source: str = ""
+    status: np.ndarray | None = None  # per source row: USABLE, NON_FINITE, TRUNCATED, OUTSIDE
+    reward_models: list[str] = field(default_factory=list)
 
     @property
     def n_prompts(self) -> int:
@@ -80,24 +95,28 @@ class Pool:
         rank[np.argsort(self.prompt_ids, kind="stable")] = np.arange(self.n_prompts)
         return rank
 
-    def without(self, uids: np.ndarray, truncated: int = 0) -> Pool:
-        """This pool less the responses ``uids`` (found empty), counted as empty responses;
-        ``truncated`` of the empty ones had been left out as truncated instead."""
-        drop = np.isin(self.texts.uid, uids)
-        seg = np.repeat(np.arange(self.n_prompts), np.diff(self.offsets))
-        n = np.bincount(seg[~drop], minlength=self.n_prompts)
+    def without(self, blank: np.ndarray) -> Pool:
+        """This pool less the responses of the source rows ``blank`` (empty texts), counted as
+        empty responses (those left out as truncated move there too)."""
+        blank = np.unique(blank)
+        status = self.status[blank]
+        drop = np.isin(self.src_row, blank[status == USABLE])
+        moved = int((status == TRUNCATED).sum())
         dropped = dict(self.dropped)
-        dropped["empty_response"] += int(drop.sum()) + truncated
-        if truncated:
-            dropped["truncated"] -= truncated
-        texts = copy.copy(self.texts)
-        texts.uid = self.texts.uid[~drop]
+        dropped["empty_response"] += int(drop.sum()) + moved
+        if moved:
+            dropped["truncated"] -= moved
+        keep = ~drop
+        seg = np.repeat(np.arange(self.n_prompts), np.diff(self.offsets))
+        n = np.bincount(seg[keep], minlength=self.n_prompts)
+        src_row = self.src_row[keep]
         return dataclasses.replace(
             self,
             offsets=np.concatenate([[0], np.cumsum(n)]).astype(np.int64),
-            sample_idx=self.sample_idx[~drop],
-            rewards=self.rewards[~drop],
-            texts=texts,
+            sample_idx=self.sample_idx[keep],
+            rewards=self.rewards[keep],
+            src_row=src_row,
+            texts=dataclasses.replace(self.texts, src_row=src_row),
             dropped=dropped,
         )
 
@@ -109,18 +128,16 @@ class Pool:
 
 
 class FetchedTexts(TextSource):
-    """The texts of a sorted set of responses (``uids``), fetched at once; ``take`` looks up
-    any of them by flat row (``uid_of_row``), ``signatures`` their fingerprints
-    (computed once for all strategies)."""
+    """The texts of a sorted set of source rows, fetched at once; ``take`` looks up any of them
+    by pool row (``src_of_row``), ``signatures`` their fingerprints (computed once for all
+    strategies)."""
 
-    def __init__(self, uids: np.ndarray, texts: pa.Array, uid_of_row: np.ndarray) -> None:
-        self.rows = uids
-        self.texts = texts
-        self.uid_of_row = uid_of_row
+    def __init__(self, rows: np.ndarray, texts: pa.Array, src_of_row: np.ndarray) -> None:
+        self.rows, self.texts, self.src_of_row = rows, texts, src_of_row
         self._signatures = None
 
     def _pos(self, rows: np.ndarray) -> np.ndarray:
-        rows = self.uid_of_row[rows]
+        rows = self.src_of_row[rows]
         pos = np.searchsorted(self.rows, rows)
         if len(rows) and (pos.max() >= len(self.rows) or np.any(self.rows[pos] != rows)):
             raise KeyError("a row whose text was not fetched")
@@ -138,114 +155,187 @@ class FetchedTexts(TextSource):
         return self._signatures[self._pos(rows)]
 
 
-class SqlTexts(TextSource):
-    """The texts of flat rows, fetched from the input by a join on (prompt key, sample index).
+@dataclass
+class PoolTexts(TextSource):
+    """Pass 2: the text column of the files, read file by file in threads. ``starts`` holds
+    each file's first source row; ``src_row`` maps pool rows to source rows."""
 
-    ``keys`` holds the prompt key of each query group (as the input has it); a flat row's
-    response is ``uid[row]``, whose query group and sample index are ``group`` and ``idx``
-    (``prompt`` is its prompt's position in the pool); ``truncated`` lists (prompt, index)
-    keys of responses left out as truncated. ``reads`` counts the texts fetched.
-    """
-
-    def __init__(self, con, view, keys, group, idx, group_prompt, truncated) -> None:
-        self.con, self.view = con, view
-        self.keys, self.group, self.idx, self._group_prompt = keys, group, idx, group_prompt
-        self.truncated = truncated
-        self.uid = np.arange(len(idx))
-        self.reads = 0
+    files: Files
+    paths: list[Path]
+    starts: np.ndarray
+    key: str  # "response", or "responses" (wide: lists flattened)
+    src_row: np.ndarray
+    flat: dict[int, np.ndarray] = field(default_factory=dict)  # wide: each row's first item
+    reads: int = 0
 
     def take(self, rows: np.ndarray) -> pa.Array:
-        return self._fetch(rows, blanks=False)[0]
+        src = self.src_row[np.asarray(rows, dtype=np.int64)]
+        uniq, back = np.unique(src, return_inverse=True)
+        return self.scan(uniq, blanks=False)[0].take(pa.array(back.ravel(), pa.int64()))
 
-    def take_finding_blanks(self, rows: np.ndarray) -> tuple[pa.Array, np.ndarray, int]:
-        """The texts of ``rows`` and, from the same pass over the input, the responses whose
-        text is empty: their uids among the pool's, and how many were left out as truncated."""
-        return self._fetch(rows, blanks=True)
+    def scan(self, wanted: np.ndarray, blanks: bool = True) -> tuple[pa.Array, np.ndarray]:
+        """The texts of the sorted source rows ``wanted`` (large strings) and, with ``blanks``,
+        the source rows whose text is missing or only whitespace: one pass over the files that
+        hold a wanted row (every file with ``blanks``)."""
+        at = np.searchsorted(wanted, self.starts)
+        todo = [i for i in range(len(self.paths)) if blanks or at[i] < at[i + 1]]
 
-    def _fetch(self, rows: np.ndarray, blanks: bool):
-        uid = self.uid[np.asarray(rows, dtype=np.int64)]
-        uniq, back = np.unique(uid, return_inverse=True)
-        want = pa.table(
-            {
-                "key": self.keys.take(pa.array(self.group[uniq])),
-                "idx": pa.array(self.idx[uniq]),
-                "pos": pa.array(np.arange(len(uniq))),
-            }
-        )
-        self.con.register("sweetspot_want", want)
-        on = "s.prompt_key = w.key AND s.sample_idx = w.idx"
-        blank = blank_sql("s.response")
-        got = self.con.sql(
-            f"SELECT w.pos, s.response AS text, s.prompt_key, s.sample_idx FROM {self.view} s "
-            + (
-                f"LEFT JOIN sweetspot_want w ON {on} WHERE w.pos IS NOT NULL OR {blank}"
-                if blanks
-                else f"JOIN sweetspot_want w ON {on}"
-            )
-        ).to_arrow_table()
-        self.con.unregister("sweetspot_want")
-        self.reads += len(uniq)
-        pos = to_numpy(pc.fill_null(got.column("pos"), -1), np.int64)
-        hit = np.flatnonzero(pos >= 0)
-        texts = got.column("text").take(pa.array(hit[np.argsort(pos[hit])]))
-        texts = texts.combine_chunks().cast(pa.large_string())
-        if len(texts) != len(uniq):
+        def one(i: int) -> tuple[list[pa.Array], list[np.ndarray]]:
+            want = wanted[at[i] : at[i + 1]] - self.starts[i]
+            texts, blank = [], []
+            for start, b in self.files.batches(self.paths[i], [self.key]):
+                col = b[self.key]
+                if self.key == "responses":
+                    start, col = int(self.flat[i][start]), pc.list_flatten(col)
+                lo, hi = np.searchsorted(want, [start, start + len(col)])
+                if hi > lo:
+                    texts.append(col.take(pa.array(want[lo:hi] - start)).cast(pa.large_string()))
+                if blanks:
+                    blank.append(start + self.starts[i] + blank_rows(col))
+            return texts, blank
+
+        with ThreadPoolExecutor(workers()) as ex:
+            got = list(ex.map(one, todo))
+        self.reads += len(wanted)
+        texts = [t for g in got for t in g[0]]
+        out = pa.concat_arrays(texts) if texts else pa.array([], pa.large_string())
+        if len(out) != len(wanted):
             raise InputError("a picked response was not found again in the input")
-        texts = texts.take(pa.array(back, pa.int64()))
-        if not blanks:
-            return texts, None, 0
-        empty = got.filter(pa.array(pos < 0) if len(pos) else pa.array([], pa.bool_()))
-        wanted_blank = np.flatnonzero(_blank_texts(texts)) if len(texts) else []
-        return texts, *self._blank_uids(empty, uid[wanted_blank])
-
-    def _blank_uids(self, empty: pa.Table, also: np.ndarray) -> tuple[np.ndarray, int]:
-        """Pool uids of the blank responses of ``empty`` (rows with key and index) plus
-        ``also``, and how many blank ones were truncated."""
-        if not empty.num_rows:
-            return np.unique(also), 0
-        code = {_hashable(k): g for g, k in enumerate(self.keys.to_pylist())}
-        group = np.array([code[_hashable(k)] for k in empty.column("prompt_key").to_pylist()])
-        p = self._group_prompt[group]
-        i = to_numpy(empty.column("sample_idx"), np.int64)
-        width = int(max(self.idx.max(initial=0), i.max(initial=0))) + 1
-        key = p * width + i
-        # sorted: a pool is in (prompt, index) order
-        pool_keys = self._group_prompt[self.group] * width + self.idx
-        at = np.minimum(np.searchsorted(pool_keys, key), len(pool_keys) - 1)
-        found = pool_keys[at] == key if len(pool_keys) else np.zeros(len(key), bool)
-        moved = int(np.isin(key, self.truncated[:, 0] * width + self.truncated[:, 1]).sum())
-        return np.unique(np.concatenate([at[found], also])).astype(np.int64), moved
+        found = [b for g in got for b in g[1]]
+        return out, np.concatenate(found) if found else np.zeros(0, np.int64)
 
 
-def _hashable(v):
-    return tuple(tuple(sorted(m.items())) for m in v) if isinstance(v, list) else v
+def blank_rows(texts: pa.Array) -> np.ndarray:
+    """Positions of the texts that are missing or only whitespace (str.isspace): a first byte
+    that could start whitespace is checked in full."""
+    n = len(texts)
+    if pa.types.is_dictionary(texts.type):
+        texts = texts.dictionary_decode()
+    off_type = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    if pa.types.is_string_view(texts.type):
+        texts, off_type = texts.cast(pa.large_string()), np.int64
+    bufs = texts.buffers()
+    size = np.dtype(off_type).itemsize
+    offsets = np.frombuffer(bufs[1], off_type, n + 1, texts.offset * size)
+    data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None and bufs[2].size else None
+    empty = offsets[1:] == offsets[:-1]
+    if data is None:
+        maybe = ~empty
+    else:
+        maybe = ~empty & _SPACE_LEAD[data[np.minimum(offsets[:-1], len(data) - 1)]]
+    cand = np.flatnonzero(maybe)
+    blank = empty.copy()
+    if texts.null_count:
+        blank |= np.asarray(texts.is_null())
+    if len(cand):
+        space = pc.utf8_is_space(texts.take(pa.array(cand)))
+        blank[cand[np.asarray(pc.fill_null(space, False), dtype=bool)]] = True
+    return np.flatnonzero(blank)
 
 
-def _blank_texts(texts: pa.Array) -> np.ndarray:
-    """Per text: null or only whitespace."""
-    blank = pc.or_kleene(pc.equal(pc.binary_length(texts), 0), pc.utf8_is_space(texts))
-    return to_numpy(pc.fill_null(blank, True))
+# -- pass 1 ------------------------------------------------------------------------------------
 
 
-def blank_sql(text: str) -> str:
-    """SQL: the text is missing or only whitespace (the expression reads its first character
-    and looks further only when that is a space)."""
-    first = f"ascii({text})"
-    return (
-        f"({text} IS NULL OR {text} = '' OR (({first} <= 32 OR {first} IN (133, 160, 5760, "
-        f"8232, 8233, 8239, 8287, 12288) OR {first} BETWEEN 8192 AND 8202) AND "
-        f"regexp_full_match({text}, '{BLANK}')))"
-    )
+@dataclass
+class _Batch:
+    """One batch of pass 1: its prompt keys and, until :class:`_Rows` takes them, each row's
+    position among the keys (``index``), sample index, reward and truncated flag; wide rows'
+    list lengths (``lens``); ``g0``: the source row of its first row."""
+
+    file: int
+    start: int
+    keys: pa.Array
+    index: np.ndarray | None
+    idx: np.ndarray | None
+    reward: np.ndarray | None
+    truncated: np.ndarray | None = None
+    lens: np.ndarray | None = None
+    models: list = field(default_factory=list)
+    n: int = 0
+    g0: int = 0
+
+    def __post_init__(self) -> None:
+        self.n = len(self.idx)
+        if self.index is None:  # one key per row (per file row when wide)
+            ks = np.arange(len(self.keys), dtype=np.int32)
+            self.index = ks if self.lens is None else np.repeat(ks, self.lens)
 
 
-def connect():
-    """A DuckDB connection of its own (the stage's views live in it)."""
-    import duckdb
+@dataclass
+class _Rows:
+    """Pass 1's arrays over all source rows: ``code`` holds each row's position among its
+    batch's keys until :meth:`_Reader._codes` turns it into the prompt code."""
 
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
-    con.execute("SET allocator_flush_threshold = '64MB'")  # give freed memory back
-    return con
+    code: np.ndarray
+    idx: np.ndarray
+    reward: np.ndarray
+    truncated: np.ndarray | None
+
+    @classmethod
+    def empty(cls, n: int, truncated: bool) -> _Rows:
+        return cls(np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n),
+                   np.zeros(n, bool) if truncated else None)  # fmt: skip
+
+    def put(self, b: _Batch) -> None:
+        """Copy the batch's arrays in at its rows (worker threads: rows of their own)."""
+        at = slice(b.g0, b.g0 + b.n)
+        self.code[at], self.idx[at], self.reward[at] = b.index, b.idx, b.reward
+        if self.truncated is not None and b.truncated is not None:
+            self.truncated[at] = b.truncated
+        b.index = b.idx = b.reward = b.truncated = None
+
+    @classmethod
+    def of(cls, batches: list[_Batch], truncated: bool) -> _Rows:
+        """The rows of batches whose number was not known before reading (JSONL, wide)."""
+        rows = cls.empty(sum(b.n for b in batches), truncated)
+        g0 = 0
+        for b in batches:
+            b.g0, g0 = g0, g0 + b.n
+            rows.put(b)
+        return rows
+
+
+class _Prompts:
+    """Prompt codes in order of first use: the id of each, and (for rows that carry their
+    prompt) its messages, in code order."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.code: dict[str, int] = {}
+        self.by_value: dict[str, int] = {}
+        self.messages: list[pa.Array] = []
+
+    def intern_ids(self, ids: list[str], create: bool = True) -> np.ndarray:
+        """Codes of prompt ids (new ids get the next codes; -1 when not ``create``)."""
+        out = np.empty(len(ids), dtype=np.int64)
+        for i, p in enumerate(ids):
+            c = self.code.get(p)
+            if c is None and create:
+                c = self.code[p] = len(self.ids)
+                self.ids.append(p)
+            out[i] = -1 if c is None else c
+        return out
+
+    def intern_prompts(self, values: pa.Array, where: Callable[[int, str], InputError]):
+        """Codes of prompt values (strings or message lists), keeping the messages of new ids;
+        a string already seen is not hashed again."""
+        if not is_text(values.type):
+            return self._intern(values, where)
+        py = values.to_pylist()
+        unseen = [i for i, v in enumerate(py) if v not in self.by_value]
+        if unseen:
+            codes = self._intern(values.take(pa.array(unseen)), lambda i, m: where(unseen[i], m))
+            self.by_value.update(zip((py[i] for i in unseen), codes.tolist()))
+        return np.fromiter((self.by_value[v] for v in py), np.int64, len(py))
+
+    def _intern(self, values: pa.Array, where) -> np.ndarray:
+        ids, msgs = prompt_messages(values, where)
+        new = len(self.ids)
+        codes = self.intern_ids(ids)
+        fresh, first = np.unique(codes[codes >= new], return_index=True)
+        if len(fresh):
+            self.messages.append(msgs.take(pa.array(np.flatnonzero(codes >= new)[first])))
+        return codes
 
 
 def load_pool(
@@ -255,7 +345,6 @@ def load_pool(
     prompts: str | Path | None = None,
     exclude_truncated: bool = False,
     max_samples: int | None = None,
-    con=None,
     defer_blank: bool = False,
 ) -> Pool:
     """Read a scored pool at ``path`` (a file, a folder of shards, a glob, or a run folder);
@@ -268,70 +357,64 @@ def load_pool(
     ``max_samples`` keeps only the first that many samples of each prompt (sample_idx below it):
     the others are not part of the pool at all.
 
-    ``defer_blank`` (long layouts): leave the texts unread — responses whose text is empty are
-    then found while the picked texts are fetched (:meth:`SqlTexts.take_finding_blanks`) and
-    taken out with :meth:`Pool.without`, so the texts are read once.
+    ``defer_blank``: leave the texts unread — the empty responses are then found while the
+    picked texts are read (:meth:`PoolTexts.scan`) and taken out with :meth:`Pool.without`.
     """
     cols = dict(DEFAULT_COLUMNS)
     for k, v in (columns or {}).items():
         if k not in cols:
             raise InputError(f"unknown column key {k!r}; use one of {', '.join(cols)}")
         cols[k] = (v,)
-    con = con or connect()
-    reader = _Reader(con, Path(path), str(path), cols, exclude_truncated, max_samples)
-    reader.defer_blank = defer_blank
-    with reader.failures():
-        return reader.read(prompts)
+    pool = _Reader(Path(path), str(path), cols, exclude_truncated, max_samples).read(prompts)
+    if not defer_blank:
+        _, blank = pool.texts.scan(np.zeros(0, np.int64))
+        pool = pool.without(blank) if len(blank) else pool
+    return pool
 
 
 @dataclass
 class _Reader:
-    con: object
     path: Path
     text: str
     cols: dict
     exclude_truncated: bool
     max_samples: int | None
-    defer_blank: bool = False
-    sources: list[Files] = field(default_factory=list)
-
-    @contextmanager
-    def failures(self):
-        """A JSONL file that failed inside a query: its own error (file, line, field)."""
-        try:
-            yield
-        except Exception:
-            for f in self.sources:
-                if f.failure is not None:
-                    raise f.failure from None
-            raise
+    prompts: _Prompts = field(default_factory=_Prompts)
 
     def read(self, prompts) -> Pool:
+        from sweetspot.stages import SCORE
+
         path = self.path
-        stage = path.is_dir() and (path / "samples").is_dir()
-        if stage:
-            return self._stage()
+        samples, scores = SCORE.path(path, "samples"), SCORE.path(path, "scores")
+        if path.is_dir() and samples.is_dir():
+            if not scores.is_dir() or not any(
+                p.suffix in (".parquet", ".jsonl") for p in scores.iterdir()
+            ):
+                raise InputError(
+                    "this folder has samples but no scores yet: run `sweetspot score --input "
+                    f"{path}` first, then pair",
+                    file=str(path),
+                )
+            return self._stage(samples, scores)
         table = Path(prompts) if prompts else None
         if table is None and path.is_dir() and (path / "prompts.parquet").exists():
             table = path / "prompts.parquet"
-        files = Files([f for f in table_files(self.text) if f.name != "prompts.parquet"])
-        self.sources.append(files)
-        layout = files.layout(self.cols)
+        files = Files([f for f in table_files(self.text) if f.name != "prompts.parquet"], self.cols)
+        if files.layout() == "wide":
+            wide = ["prompt", "responses", "rewards"]
+            files.resolve(wide, wide)
+            scan = self._scan(files, self._wide_batch, wide)  # list lengths need responses
+            return self._assemble(files, *scan, "wide")
         if not files.paths:
             raise InputError("the pool is empty: no rows found", file=self.text)
-        if layout == "wide":
-            wide = ["prompt", "responses", "rewards"]
-            return self._wide(files.open(self.con, self.cols, wide, wide, "wide"))
-        files.resolve(self.cols, _LONG, ["sample_idx", "response", "reward"])
+        files.resolve([*_LONG, "response"], ["sample_idx", "response", "reward"])
         if "prompt" not in files.cols and "prompt_id" not in files.cols:
             raise InputError(
                 f"missing column: prompt or prompt_id (found "
-                f"{', '.join(files.schema(files.paths[0], self.cols).names)})",
+                f"{', '.join(files.schema(files.paths[0]).names)})",
                 file=str(files.paths[0]),
                 field="prompt",
             )
-        files.check_types()
-        view = files.relation(self.con, _LONG, "pool")
         by_id = "prompt" not in files.cols
         if by_id and table is None:
             raise InputError(
@@ -339,265 +422,272 @@ class _Reader:
                 file=str(files.paths[0]),
                 field=files.cols["prompt_id"],
             )
-        return self._long(view, "long", table if by_id else None, files.cols)
+        return self._assemble(files, *self._scan(files, self._long_batch), "long", table)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _scan(self, files: Files, fn, keys: list[str] | None = None):
+        """``fn(files, file number, start, batch)`` over every batch of every file (the fields
+        ``keys``, default all but the texts), files in parallel threads; the batches in file
+        order and their rows (copied in place as they come when the number of rows is known)."""
+        keys = keys or [k for k in files.cols if k != "response"]
+        counts = None if keys.count("responses") else files.row_counts()
+        trunc = self.exclude_truncated and "finish_reason" in files.cols
+        rows = None if counts is None else _Rows.empty(int(counts.sum()), trunc)
+        starts = None if counts is None else np.concatenate([[0], np.cumsum(counts)])
+
+        def one(i: int) -> list[_Batch]:
+            out = []
+            for start, b in files.batches(files.paths[i], keys):
+                out.append(batch := fn(files, i, start, b))
+                if rows is not None:
+                    batch.g0 = int(starts[i]) + start
+                    rows.put(batch)
+            return out
+
+        with ThreadPoolExecutor(workers()) as ex:
+            batches = [b for got in ex.map(one, range(len(files.paths))) for b in got]
+        return batches, rows if rows is not None else _Rows.of(batches, trunc)
+
+    def _long_batch(self, files: Files, i: int, start: int, b: dict) -> _Batch:
+        key = "prompt" if "prompt" in files.cols else "prompt_id"
+        idx, keys = b["sample_idx"], b[key]
+        _null(files, i, start, idx, "missing sample index", "sample_idx")
+        idx = np.asarray(idx.cast(pa.int64()))
+        if (neg := np.flatnonzero(idx < 0)).size:
+            _fail(files, i, start + int(neg[0]), "sample index must be >= 0", "sample_idx")
+        _null(
+            files,
+            i,
+            start,
+            keys,
+            "missing prompt id" if key == "prompt_id" else "missing prompt",
+            key,
+        )
+        if is_text(keys.type):
+            keys = pc.dictionary_encode(keys)
+        index = None
+        if pa.types.is_dictionary(keys.type):
+            keys, index = keys.dictionary, np.asarray(keys.indices)
+        reward = b["reward"] if "reward" in b else pa.nulls(len(idx), pa.float64())
+        out = _Batch(i, start, keys, index, idx, _rewards(reward), self._truncated(b))
+        if (m := b.get("reward_model")) is not None and len(m) > m.null_count:
+            m = m.dictionary if pa.types.is_dictionary(m.type) else pc.unique(m)
+            out.models = [v for v in m.to_pylist() if v is not None]
+        return out
+
+    def _wide_batch(self, files: Files, i: int, start: int, b: dict) -> _Batch:
+        resp, rew = b["responses"], b["rewards"]
+        for arr, k in ((resp, "responses"), (rew, "rewards")):
+            _null(files, i, start, arr, "missing list", k)
+        nt = np.asarray(pc.list_value_length(resp), dtype=np.int64)
+        nr = np.asarray(pc.list_value_length(rew), dtype=np.int64)
+        if (pos := np.flatnonzero(nt != nr)).size:
+            j = int(pos[0])
+            msg = f"{nr[j]} rewards for {nt[j]} responses: lists must have equal length"
+            _fail(files, i, start + j, msg, "rewards")
+        _null(files, i, start, b["prompt"], "missing prompt", "prompt")
+        firsts = np.concatenate([[0], np.cumsum(nt)])
+        idx = np.arange(firsts[-1]) - np.repeat(firsts[:-1], nt)
+        return _Batch(i, start, b["prompt"], None, idx, _rewards(pc.list_flatten(rew)), lens=nt)
+
+    def _truncated(self, b: dict) -> np.ndarray | None:
+        fr = b.get("finish_reason")
+        if not self.exclude_truncated or fr is None or fr.null_count == len(fr):
+            return None
+        return np.asarray(pc.fill_null(pc.equal(fr, "length"), False), dtype=bool)
+
+    def _codes(self, files: Files, batches: list[_Batch], rows: _Rows, create=True) -> None:
+        """Turn ``rows.code`` into prompt codes (given in order of first use)."""
+        for b in batches:
+            at = slice(b.g0, b.g0 + b.n)
+            if "prompt" in files.cols:
+
+                def where(j: int, msg: str, b=b, at=at) -> InputError:
+                    first = j if b.lens is not None else int(np.argmax(rows.code[at] == j))
+                    file, line = located(files.paths[b.file], b.start + first)
+                    return InputError(msg, file=file, row=line, field=files.field_name("prompt"))
+
+                codes = self.prompts.intern_prompts(b.keys, where)
+            else:
+                codes = self.prompts.intern_ids(b.keys.to_pylist(), create)
+            rows.code[at] = codes.astype(np.int32)[rows.code[at]]
 
     # -- layouts -----------------------------------------------------------------------------
 
-    def _stage(self) -> Pool:
-        path = self.path
-        scores = sorted(
-            p for p in (path / "scores").glob("*") if p.suffix in (".parquet", ".jsonl")
-        )
-        if not (path / "scores").is_dir() or not scores:
-            raise InputError(
-                "this run folder has samples but no scores yet: run `sweetspot score` on it first",
-                file=str(path),
-            )
-        samples, score = Files(table_files(path / "samples")), Files(scores)
-        self.sources += [samples, score]
-        keys = ["prompt_id", "sample_idx", "response", "finish_reason"]
-        s_view = samples.open(self.con, self.cols, keys, keys[:3], "samples")
-        keys = ["prompt_id", "sample_idx", "reward"]
-        r_view = score.open(self.con, self.cols, keys, keys, "scores")
-        dup = self.con.sql(
-            f"SELECT prompt_id, sample_idx FROM {r_view} GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
-        ).fetchall()
-        if dup:
-            self._duplicate(r_view, "prompt_id", *dup[0])
-        join = f"LEFT JOIN {r_view} r ON s.prompt_id = r.prompt_id AND s.sample_idx = r.sample_idx"
-        if [f.name for f in samples.paths] == [f.name for f in score.paths]:
-            # scores written shard by shard beside the samples: rows side by side, if they are
-            aligned = self.con.sql(
-                "SELECT bool_and(coalesce(s.prompt_id = r.prompt_id AND s.sample_idx = "
-                "r.sample_idx, false)) "
-                f"FROM (SELECT prompt_id, sample_idx FROM {s_view}) s POSITIONAL JOIN "
-                f"(SELECT prompt_id, sample_idx FROM {r_view}) r"
-            ).fetchall()[0][0]
-            join = f"POSITIONAL JOIN (SELECT reward FROM {r_view}) r" if aligned else join
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW pool AS SELECT s.*, r.reward FROM {s_view} s {join}"
-        )
-        pool = self._long("pool", "stage", path / "prompts.parquet", {"prompt_id": "prompt_id"})
-        self.con.execute(  # texts come from the samples alone
-            f"CREATE OR REPLACE TEMP VIEW texts AS SELECT *, prompt_id AS prompt_key FROM {s_view}"
-        )
-        pool.texts.view = "texts"
+    def _stage(self, samples: Path, scores: Path) -> Pool:
+        s_files = Files(table_files(samples), self.cols)
+        s_files.resolve(["prompt_id", "sample_idx", "response", "finish_reason"],
+                        ["prompt_id", "sample_idx", "response"])  # fmt: skip
+        r_paths = sorted(p for p in scores.iterdir() if p.suffix in (".parquet", ".jsonl"))
+        r_files = Files(r_paths, {**self.cols, "reward_model": ("reward_model",)})
+        r_files.resolve(["prompt_id", "sample_idx", "reward", "reward_model"],
+                        ["prompt_id", "sample_idx", "reward"])  # fmt: skip
+        samples = self._scan(s_files, self._long_batch)
+        scores = self._scan(r_files, self._long_batch)
+        table = self.path / "prompts.parquet"
+        pool = self._assemble(s_files, *samples, "stage", table, (r_files, scores))
+        pool.reward_models = sorted({str(m) for b in scores[0] for m in b.models})
         return pool
 
-    def _code(self, text: str, reward: str, finish: str) -> str:
-        """SQL of a response's drop code (0 usable, else 1 + index in RESPONSE_DROPS; 4: past
-        ``max_samples``, not part of the pool)."""
-        trunc = f"WHEN {finish} = 'length' THEN 3 " if self.exclude_truncated else ""
-        outside = (
-            "" if self.max_samples is None else f"WHEN sample_idx >= {self.max_samples} THEN 4 "
-        )
-        return (
-            f"(CASE {outside}WHEN {reward} IS NULL OR NOT isfinite({reward}) THEN 1 "
-            f"{'' if self.defer_blank else f'WHEN {blank_sql(text)} THEN 2 '}{trunc}"
-            f"ELSE 0 END)::TINYINT"
-        )
+    def _join(self, rows: _Rows, scores) -> np.ndarray:
+        """Each sample's reward from the score rows (NaN where a sample has none)."""
+        r_files, (batches, r) = scores
+        self._codes(r_files, batches, r, create=False)
+        width = int(max(rows.idx.max(initial=0), r.idx.max(initial=0))) + 1
+        key = rows.code * np.int64(width) + rows.idx
+        r_key = r.code * np.int64(width) + r.idx
+        if len(key) == len(r_key) and np.array_equal(key, r_key):
+            return r.reward  # scores written shard by shard beside the samples (no duplicate)
+        order = np.argsort(r_key, kind="stable")
+        r_sorted = r_key[order]
+        if (dup := np.flatnonzero((r_sorted[1:] == r_sorted[:-1]) & (r_sorted[1:] >= 0))).size:
+            a, b = order[dup[0]], order[dup[0] + 1]
+            pid = self.prompts.ids[r.code[b]]
+            self._duplicate(r_files, _starts(batches, len(r_files.paths)), a, b, pid, r.idx[b])
+        pos = np.minimum(np.searchsorted(r_sorted, key), max(len(r_sorted) - 1, 0))
+        reward = np.full(len(key), np.nan)
+        if len(r_sorted):
+            hit = r_sorted[pos] == key
+            reward[hit] = r.reward[order[pos[hit]]]
+        return reward
 
-    def _long(self, view: str, layout: str, table: Path | None, cols: dict) -> Pool:
-        key = "prompt_id" if table is not None else "prompt"
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW pool_keyed AS SELECT *, {key} AS prompt_key FROM {view}"
-        )
-        code = self._code("response", "reward", "finish_reason")
-        got = self.con.sql(
-            # one list of structs per prompt (a list per field could come in different
-            # orders); numpy puts each prompt's responses in sample order
-            f"SELECT prompt_key, list({{'i': sample_idx, 'r': coalesce(reward::DOUBLE, "
-            f"'NaN'::DOUBLE), 'c': {code}}}) AS x, bool_or(sample_idx IS NULL OR sample_idx < 0) "
-            f"AS bad FROM pool_keyed GROUP BY prompt_key ORDER BY prompt_key"
-        ).to_arrow_table()
-        if got.column("prompt_key").null_count or pc.any(got.column("bad")).as_py():
-            self._check_keys(key, cols)
-        keys = got.column("prompt_key").combine_chunks()
-        chunks = got.column("x").chunks
-        del got
-        lens = np.concatenate([to_numpy(pc.list_value_length(c)) for c in chunks] or [[]])
-        group = np.repeat(np.arange(len(lens), dtype=np.int32), lens.astype(np.int64))
-        idx, reward = np.empty(len(group), np.int64), np.empty(len(group), np.float64)
-        code, at = np.empty(len(group), np.int8), 0
-        while chunks:  # one copy per field; each Arrow chunk goes once copied
-            flat = chunks.pop(0).flatten()
-            for out, name in ((idx, "i"), (reward, "r"), (code, "c")):
-                out[at : at + len(flat)] = flat.field(name)
-            at += len(flat)
-        del flat
-        pa.default_memory_pool().release_unused()
+    def _assemble(self, files: Files, batches: list[_Batch], rows: _Rows, layout: str,
+                  table=None, scores=None) -> Pool:  # fmt: skip
+        """Group the source rows by prompt in sample order (a sort only when they are not
+        already), check each sample is there once, keep the usable ones."""
+        self._codes(files, batches, rows)
+        codes, idx = rows.code, rows.idx
+        starts = _starts(batches, len(files.paths))
+        flat = {}
+        for b in batches:
+            if b.lens is not None:
+                flat.setdefault(b.file, []).append(b.lens)
+        flat = {i: np.concatenate([[0], np.cumsum(np.concatenate(v))]) for i, v in flat.items()}
+        batches.clear()
+        reward = rows.reward if scores is None else self._join(rows, scores)
+        status = np.where(np.isfinite(reward), np.int8(USABLE), np.int8(NON_FINITE))
+        if rows.truncated is not None:
+            status[(status == USABLE) & rows.truncated] = TRUNCATED
+            rows.truncated = None
+        if self.max_samples is not None:
+            status[idx >= self.max_samples] = OUTSIDE
+        n_prompts = len(self.prompts.ids)
         if table is not None:
-            ids, messages = self._by_table(keys, table, cols)
+            ids, messages = self._from_table(files, codes, starts, Path(table))
         else:
-            ids, messages = self._by_prompt(keys, "pool_keyed", cols.get("prompt", "prompt"))
-        arrays = [group, idx, reward, code]
-        del group, idx, reward, code  # _assemble holds the only references (memory)
-        return self._assemble(ids, messages, keys, arrays, layout, "pool_keyed")
-
-    def _check_keys(self, key: str, cols: dict) -> None:
-        """The first row without a sample index or prompt, or with a negative index."""
-        idx = cols.get("sample_idx", "sample_idx")
-        missing = "missing prompt id" if key == "prompt_id" else "missing prompt"
-        for cond, msg, fld in (
-            ("sample_idx IS NULL", "missing sample index", idx),
-            ("sample_idx < 0", "sample index must be >= 0", idx),
-            ("prompt_key IS NULL", missing, cols.get(key, key)),
-        ):
-            where = first_row(self.con, "pool_keyed", cond)
-            if where:
-                raise InputError(msg, file=where[0], row=where[1], field=fld)
-
-    def _wide(self, view: str) -> Pool:
-        """Wide rows, checked (lists present, of equal length, one row per prompt), as long
-        rows: the list position is the sample index."""
-        got = self.con.sql(
-            f"SELECT file, row, len(responses), len(rewards) FROM {view} WHERE responses IS NULL "
-            f"OR rewards IS NULL OR len(responses) <> len(rewards) ORDER BY file, row LIMIT 1"
-        ).fetchall()
-        if got:
-            (file, row), nt, nr = located(*got[0][:2]), got[0][2], got[0][3]
-            if nt is None or nr is None:
-                fld = self.files_col("responses" if nt is None else "rewards")
-                raise InputError("missing list", file=file, row=row, field=fld)
-            msg = f"{nr} rewards for {nt} responses: lists must have equal length"
-            raise InputError(msg, file=file, row=row, field=self.files_col("rewards"))
-        got = self.con.sql(
-            f"SELECT prompt, list(file ORDER BY file, row), list(row ORDER BY file, row) FROM "
-            f"{view} GROUP BY prompt HAVING count(*) > 1 ORDER BY min(file), min(row) LIMIT 1"
-        ).fetchall()
-        if got:  # a wide file has one row per prompt
-            prompt, files, rows = got[0]
-            (fa, ra), (fb, rb) = located(files[0], rows[0]), located(files[1], rows[1])
-            content = prompt if isinstance(prompt, str) else prompt[-1]["content"]
-            shown = content if len(content) <= 60 else content[:57] + "..."
-            raise InputError(
-                f"prompt {_pid_of(prompt)} ({shown!r}) has a second row; first seen in "
-                f"{'row' if fa == fb else f'{fa} row'} {ra} (a wide file has one row per prompt)",
-                file=fb,
-                row=rb,
-                field=self.files_col("prompt"),
-            )
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW wide_long AS SELECT file, row, prompt, "
-            f"NULL::VARCHAR AS prompt_id, unnest(range(len(responses))) AS sample_idx, "
-            f"unnest(responses) AS response, unnest(rewards)::DOUBLE AS reward, "
-            f"NULL::VARCHAR AS finish_reason FROM {view}"
+            ids = self.prompts.ids
+            msgs = self.prompts.messages
+            messages = pa.concat_arrays(msgs) if msgs else pa.array([], MESSAGES_TYPE)
+        order = None
+        step = np.diff(codes)
+        if not np.all((step > 0) | ((step == 0) & (np.diff(idx) > 0))):
+            order = np.lexsort((idx, codes))
+        del step
+        c, i = (codes, idx) if order is None else (codes[order], idx[order])
+        if (dup := np.flatnonzero((c[1:] == c[:-1]) & (i[1:] == i[:-1]))).size:
+            a, b = (dup[0], dup[0] + 1) if order is None else (order[dup[0]], order[dup[0] + 1])
+            if layout == "wide":
+                self._second_row(files, starts, flat, a, b, ids[codes[b]], messages[int(codes[b])])
+            self._duplicate(files, starts, a, b, ids[int(codes[b])], int(idx[b]))
+        counts = [int(np.count_nonzero(status == k)) for k in range(OUTSIDE + 1)]
+        if counts[USABLE] == len(status) and order is None:
+            src_row, n = np.arange(len(status)), np.bincount(codes, minlength=n_prompts)
+        else:
+            keep = status == USABLE if order is None else status[order] == USABLE
+            src_row = np.flatnonzero(keep) if order is None else order[keep]
+            n = np.bincount(c[keep], minlength=n_prompts)
+            idx, reward = idx[src_row], reward[src_row]
+        del c, i, codes, rows
+        dropped = {r: counts[j + 1] for j, r in enumerate(RESPONSE_DROPS)}
+        dropped["empty_response"] = 0
+        if not self.exclude_truncated:
+            del dropped["truncated"]
+        key = "responses" if layout == "wide" else "response"
+        return Pool(
+            prompt_ids=np.array(ids, dtype=object),
+            messages=messages,
+            offsets=np.concatenate([[0], np.cumsum(n)]).astype(np.int64),
+            sample_idx=idx,
+            rewards=reward,
+            src_row=src_row,
+            texts=PoolTexts(files, files.paths, starts, key, src_row, flat),
+            responses_in=len(status) - counts[OUTSIDE],
+            dropped=dropped,
+            layout=layout,
+            source=self.text,
+            status=status,
         )
-        return self._long("wide_long", "wide", None, {"prompt": self.files_col("prompt")})
 
-    def files_col(self, key: str) -> str:
-        return self.cols[key][0] if len(self.cols[key]) == 1 else key
-
-    # -- prompts -----------------------------------------------------------------------------
-
-    def _by_prompt(self, keys: pa.Array, view: str, fld: str) -> tuple[list[str], pa.Array]:
-        def where(i: int, msg: str) -> InputError:
-            at = first_row(self.con, view, "prompt_key = ?", [keys[i].as_py()])
-            return InputError(msg, file=at[0], row=at[1], field=fld)
-
-        return prompt_messages(keys, where)
-
-    def _by_table(self, keys: pa.Array, table: Path, cols: dict) -> tuple[list[str], pa.Array]:
+    def _from_table(self, files: Files, codes, starts, table: Path):
+        """Ids and messages of the prompt codes from the prompt table; an id it lacks is an
+        error naming the first row that uses it."""
         t_ids, t_msgs = load_prompt_table(table)
         pos = {p: i for i, p in enumerate(t_ids)}
-        ids = keys.cast(pa.string()).to_pylist()
-        missing = [p for p in ids if p not in pos]
+        ids = self.prompts.ids
+        missing = [c for c, p in enumerate(ids) if p not in pos]
         if missing:
-            file, row, pid = self.con.sql(
-                "SELECT file, row, prompt_key FROM pool_keyed WHERE list_contains(?, prompt_key) "
-                "ORDER BY file, row LIMIT 1",
-                params=[missing],
-            ).fetchall()[0]
-            file, row = located(file, row)
-            raise InputError(
-                f"prompt id {pid} is not in the prompt table",
-                file=file,
-                row=row,
-                field=cols.get("prompt_id", "prompt_id"),
-            )
+            g = int(np.argmax(codes == missing[0]))
+            _fail(files, *_file_row(starts, g), f"prompt id {ids[missing[0]]} is not in the "
+                  "prompt table", "prompt_id")  # fmt: skip
         return ids, t_msgs.take(pa.array([pos[p] for p in ids], pa.int64()))
 
-    # -- the pool ----------------------------------------------------------------------------
-
-    def _duplicate(self, view: str, key: str, pid, idx: int) -> None:
-        (fa, ra), (fb, rb) = rows_of(
-            self.con, view, f"{key} = ? AND sample_idx = ?", [pid, int(idx)]
-        )[:2]
-        shown = pid if isinstance(pid, str) and key == "prompt_id" else _pid_of(pid)
+    def _duplicate(self, files: Files, starts, a: int, b: int, pid: str, idx: int) -> None:
+        fa, ra = located(files.paths[(i := _file_row(starts, a))[0]], i[1])
+        fb, rb = located(files.paths[(j := _file_row(starts, b))[0]], j[1])
         raise InputError(
-            f"duplicate (prompt_id, sample_idx) = ({shown}, {idx}); first seen in {fa} row {ra}",
+            f"duplicate (prompt_id, sample_idx) = ({pid}, {idx}); first seen in {fa} row {ra}",
             file=fb,
             row=rb,
             field="sample_idx",
         )
 
-    def _assemble(self, ids, messages, keys, arrays: list, layout, view) -> Pool:
-        """Sort by (prompt id, sample index) — several groups may be one prompt written in two
-        forms — check each sample is there once, and keep the usable responses. ``arrays``:
-        group, sample index, reward and drop code of every response (taken out of the list)."""
-        group, idx, reward, code = arrays
-        arrays.clear()
-        ids_arr = np.array(ids, dtype=object)
-        u_ids, g_code = np.unique(ids_arr, return_inverse=True)
-        order = _block_order(g_code, group, idx)
-        if order is not None:
-            idx, reward, code, group = (a[order] for a in (idx, reward, code, group))
-        p_code = g_code[group]
-        dup = np.flatnonzero((p_code[1:] == p_code[:-1]) & (idx[1:] == idx[:-1]))
-        if len(dup):
-            self._duplicate(view, "prompt_key", keys[int(group[dup[0]])].as_py(), idx[dup[0]])
-        counts = np.bincount(code, minlength=2 + len(RESPONSE_DROPS))
-        dropped = {r: int(counts[1 + i]) for i, r in enumerate(RESPONSE_DROPS)}
-        if not self.exclude_truncated:
-            del dropped["truncated"]
-        keep = None if counts[0] == len(code) else np.flatnonzero(code == 0)
-        kept = (lambda a: a) if keep is None else (lambda a: a[keep])  # no copy if all usable
-        n = np.bincount(kept(p_code), minlength=len(u_ids))
-        first_group = np.zeros(len(u_ids), dtype=np.int64)
-        first_group[g_code[::-1]] = np.arange(len(g_code))[::-1]
-        trunc = np.stack([p_code[code == 3], idx[code == 3]], axis=1)
-        idx = kept(idx)
-        texts = SqlTexts(self.con, view, keys, kept(group), idx, g_code, trunc)
-        return Pool(
-            prompt_ids=u_ids,
-            messages=messages.take(pa.array(first_group)),
-            offsets=np.concatenate([[0], np.cumsum(n)]).astype(np.int64),
-            sample_idx=idx,
-            rewards=kept(reward),
-            texts=texts,
-            responses_in=int(len(code) - counts[-1]),
-            dropped=dropped,
-            layout=layout,
-            source=self.text,
+    def _second_row(self, files: Files, starts, flat, a: int, b: int, pid, messages) -> None:
+        """A wide file has one row per prompt: name the prompt and both rows."""
+        where = []
+        for g in (a, b):
+            i, local = _file_row(starts, g)
+            where.append(located(files.paths[i], int(np.searchsorted(flat[i], local, "right")) - 1))
+        (fa, ra), (fb, rb) = where
+        content = messages.as_py()[-1]["content"]
+        shown = content if len(content) <= 60 else content[:57] + "..."
+        raise InputError(
+            f"prompt {pid} ({shown!r}) has a "
+            f"second row; first seen in {'row' if fa == fb else f'{fa} row'} {ra} (a wide file "
+            "has one row per prompt)",
+            file=fb,
+            row=rb,
+            field=files.field_name("prompt"),
         )
 
 
-def _block_order(g_code: np.ndarray, group: np.ndarray, idx: np.ndarray) -> np.ndarray | None:
-    """The permutation that puts the rows (in blocks by ``group``) in prompt order
-    (``g_code[group]``) and sample order; None when they are. Whole blocks move when each
-    prompt is one block already in sample order (the usual case); else a full sort."""
-    n = len(group)
-    if n < 2:
-        return None
-    lens = np.bincount(group, minlength=len(g_code))
-    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-    sorted_in = (group[1:] != group[:-1]) | (idx[1:] > idx[:-1])
-    if len(np.unique(g_code)) == len(g_code) and sorted_in.all():
-        by = np.argsort(g_code, kind="stable")
-        if np.array_equal(by, np.arange(len(by))):
-            return None
-        new_starts = np.concatenate([[0], np.cumsum(lens[by])[:-1]])
-        return np.repeat(starts[by] - new_starts, lens[by]) + np.arange(n)
-    return np.lexsort((idx, g_code[group]))
+def _rewards(r: pa.Array) -> np.ndarray:
+    """Rewards as float64, a missing one NaN (dropped as not finite)."""
+    r = r if pa.types.is_float64(r.type) else r.cast(pa.float64())
+    return np.asarray(pc.fill_null(r, np.nan) if r.null_count else r, dtype=np.float64)
 
 
-def _pid_of(prompt) -> str:
-    from sweetspot.ids import prompt_id, to_messages
+def _starts(batches: list[_Batch], n_files: int) -> np.ndarray:
+    """The first source row of each file (and the total at the end)."""
+    rows = np.zeros(n_files + 1, np.int64)
+    for b in batches:
+        rows[b.file + 1] += b.n
+    return np.cumsum(rows)
 
-    try:
-        return prompt_id(to_messages(prompt))
-    except ValueError:
-        return str(prompt)
+
+def _file_row(starts: np.ndarray, g: int) -> tuple[int, int]:
+    i = int(np.searchsorted(starts, g, "right")) - 1
+    return i, int(g - starts[i])
 
 
-__all__ = ["FetchedTexts", "Pool", "SqlTexts", "TextSource", "load_pool"]
+def _null(files: Files, i: int, start: int, arr: pa.Array, msg: str, key: str) -> None:
+    if arr.null_count:
+        _fail(files, i, start + int(np.flatnonzero(np.asarray(arr.is_null()))[0]), msg, key)
+
+
+def _fail(files: Files, i: int, row: int, msg: str, key: str) -> None:
+    file, line = located(files.paths[i], row)
+    raise InputError(msg, file=file, row=line, field=files.field_name(key))
+
+
+__all__ = ["FetchedTexts", "Pool", "PoolTexts", "TextSource", "blank_rows", "load_pool"]

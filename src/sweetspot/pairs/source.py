@@ -1,11 +1,10 @@
-"""The input of the pair stage as DuckDB relations: which files, which layout, which columns.
+"""The input files of the pair stage, read by pyarrow: which files, which layout, which columns.
 
-Parquet files are scanned by DuckDB itself (``read_parquet``: projections, parallel reads,
-``filename`` and ``file_row_number`` for errors). JSONL files are parsed by pyarrow's JSON
-reader with the types the stage needs and streamed into DuckDB with their row numbers: DuckDB's
-own JSON reader casts silently (``1.5`` becomes sample 2, ``"3"`` a reward of 3.0) and counts
-lines without the blank ones, so a bad row could not be named. Every relation has the columns
-``file``, ``row`` (0-based within the file) and the logical fields it was asked for.
+Parquet files are read column by column (only the fields asked for; byte-array key columns as
+dictionaries, so each distinct prompt is seen once per batch), JSONL files by pyarrow's JSON
+reader with the types the stage needs. Every batch comes as a dict of logical fields (a field a
+file lacks is all nulls), numbered by its first row in the file, so that any error can name
+file, row (JSONL: line) and field.
 """
 
 from __future__ import annotations
@@ -22,20 +21,18 @@ from sweetspot.errors import InputError
 from sweetspot.io import check_jsonl_rows, jsonl_line_numbers, jsonl_schema, open_jsonl
 from sweetspot.pairs.prompts import DEFAULT_COLUMNS, is_list, is_text, json_error, pick
 
-# Whitespace as Python's str.isspace() sees it (a response of only these is empty).
-BLANK = (
-    r"[\t\n\x0b\x0c\r\x1c-\x20\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}"
-    r"\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]*"
-)
+BATCH_BYTES = 32 << 20  # a Parquet batch holds about this much of the columns read
 _TYPES = {
     "prompt_id": pa.string(),
     "sample_idx": pa.int64(),
     "response": pa.string(),
     "reward": pa.float64(),
     "finish_reason": pa.string(),
+    "reward_model": pa.string(),
     "responses": pa.list_(pa.string()),
     "rewards": pa.list_(pa.float64()),
 }
+_DICTIONARY = ("prompt", "prompt_id", "finish_reason", "reward_model")  # few distinct values
 
 
 def table_files(path: str | Path) -> list[Path]:
@@ -51,172 +48,134 @@ def table_files(path: str | Path) -> list[Path]:
     return list_table_files(path)
 
 
-def sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 @dataclass
 class Files:
     """Input files of one kind (all Parquet and/or JSONL) and the columns they use."""
 
     paths: list[Path]
+    columns: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_COLUMNS))
     cols: dict[str, str] = field(default_factory=dict)  # logical field -> column name
     schemas: dict[Path, pa.Schema] = field(default_factory=dict)
-    failure: InputError | None = None  # why a JSONL file could not be read (file, line, field)
+    rows: dict[Path, int] = field(default_factory=dict)  # of Parquet files, from the footer
 
-    def schema(self, f: Path, cols: dict) -> pa.Schema:
+    def schema(self, f: Path) -> pa.Schema:
         if f not in self.schemas:
             if f.suffix == ".parquet":
                 import pyarrow.parquet as pq
 
                 try:
-                    self.schemas[f] = pq.read_schema(f)
+                    meta = pq.read_metadata(f)
+                    self.schemas[f], self.rows[f] = meta.schema.to_arrow_schema(), meta.num_rows
                 except (pa.ArrowInvalid, OSError) as e:
                     raise InputError(f"cannot read Parquet ({e})", file=str(f)) from None
             else:
                 try:
                     self.schemas[f] = jsonl_schema(f)
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-                    raise json_error(str(e), f, cols) from None
+                    raise json_error(str(e), f, self.columns) from None
         return self.schemas[f]
 
-    def resolve(self, cols: dict, keys: list[str], required: list[str]) -> None:
-        """Map each logical field of ``keys`` to its column (the first name found in a file);
-        a ``required`` field missing from a file is an error naming the file."""
-        for f in self.paths:
-            names = self.schema(f, cols).names
-            for k in keys:
-                c = pick(names, cols, k)
-                if c is not None:
-                    self.cols.setdefault(k, c)
-                elif k in required:
-                    raise InputError(
-                        f"missing column (looked for {', '.join(cols[k])}; found "
-                        f"{', '.join(names)})",
-                        file=str(f),
-                        field=k,
-                    )
-
-    def check_types(self) -> None:
-        """Parquet columns of a type the stage cannot read are an error naming file and field
-        (JSONL values are checked while they are parsed)."""
-        for f in self.paths:
-            if f.suffix != ".parquet":
-                continue
-            schema = self.schemas[f]
-            for k, c in self.cols.items():
-                if c not in schema.names:
-                    continue
-                t = schema.field(c).type
-                if pa.types.is_dictionary(t):
-                    t = t.value_type
-                problem = _type_problem(k, t)
-                if problem:
-                    raise InputError(problem, file=str(f), row=1, field=c)
-
-    def open(self, con, cols: dict, keys: list[str], required: list[str], name: str) -> str:
-        """Resolve the columns of ``keys``, check their types and register the view ``name``."""
-        self.resolve(cols, keys, required)
-        self.check_types()
-        return self.relation(con, keys, name)
-
-    def layout(self, cols: dict) -> str:
+    def layout(self) -> str:
         """``wide`` or ``long`` (every file the same; files without columns are left out)."""
         found = None
+        self.paths = [f for f in self.paths if self.schema(f).names]
         for f in self.paths:
-            names = self.schema(f, cols).names
-            if not names:
-                continue
-            this = "wide" if any(pick(names, cols, k) for k in ("responses", "rewards")) else "long"
+            names = self.schema(f).names
+            this = (
+                "wide"
+                if any(pick(names, self.columns, k) for k in ("responses", "rewards"))
+                else "long"
+            )
             if found not in (None, this):
                 raise InputError(
                     f"file is in the {this} layout, earlier files in the {found} one", file=str(f)
                 )
             found = this
-        self.paths = [f for f in self.paths if self.schema(f, cols).names]
         return found or "wide"
 
-    def relation(self, con, keys: list[str], name: str) -> str:
-        """Register the files as view ``name`` with ``file``, ``row`` and the fields ``keys``
-        (a field a file lacks is NULL); returns ``name``."""
-        parts = []
-        parquet = [f for f in self.paths if f.suffix == ".parquet"]
-        if parquet:
-            sel = ", ".join(
-                f'"{self.cols[k]}" AS {k}' if k in self.cols else f"NULL AS {k}" for k in keys
-            )
-            files = "[" + ", ".join(sql_str(str(f)) for f in parquet) + "]"
-            parts.append(
-                f"SELECT filename AS file, file_row_number AS row, {sel} FROM read_parquet("
-                f"{files}, filename=true, file_row_number=true, union_by_name=true)"
-            )
-        jsonl = [f for f in self.paths if f.suffix != ".parquet"]
-        if jsonl:
-            con.register(f"{name}_json", _Fresh(lambda: self._jsonl_reader(jsonl, keys)))
-            parts.append(f"SELECT * FROM {name}_json")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS " + " UNION ALL BY NAME ".join(parts))
-        return name
+    def resolve(self, keys: list[str], required: list[str]) -> None:
+        """Map each logical field of ``keys`` to its column (the first name found), check the
+        types of Parquet columns; a ``required`` field missing from a file names the file."""
+        for f in self.paths:
+            schema = self.schema(f)
+            for k in keys:
+                c = pick(schema.names, self.columns, k)
+                if c is None and k in required:
+                    raise InputError(
+                        f"missing column (looked for {', '.join(self.columns[k])}; found "
+                        f"{', '.join(schema.names)})",
+                        file=str(f),
+                        field=k,
+                    )
+                if c is None:
+                    continue
+                self.cols.setdefault(k, c)
+                t = schema.field(c).type
+                t = t.value_type if pa.types.is_dictionary(t) else t
+                problem = _type_problem(k, t) if f.suffix == ".parquet" else None
+                if problem:
+                    raise InputError(problem, file=str(f), row=1, field=c)
 
-    def _jsonl_reader(self, files: list[Path], keys: list[str]) -> pa.RecordBatchReader:
-        fields = [pa.field("file", pa.string()), pa.field("row", pa.int64())]
-        types = {}
-        for k in keys:
-            t = _TYPES.get(k)
-            if k == "prompt":  # a string or a message list, as the first file has it
-                t = next(
-                    (
-                        s.field(self.cols[k]).type
-                        for s in (self.schemas[f] for f in files)
-                        if self.cols.get(k) in s.names
-                    ),
-                    pa.string(),
+    def row_counts(self) -> np.ndarray | None:
+        """Rows of each file, when all are Parquet (known before reading)."""
+        if not all(f in self.rows for f in self.paths):
+            return None
+        return np.array([self.rows[f] for f in self.paths], dtype=np.int64)
+
+    def batches(self, f: Path, keys: list[str]) -> Iterator[tuple[int, dict]]:
+        """``(first row, {field: array})`` for the fields ``keys`` of file ``f``, in row order."""
+        schema = self.schema(f)
+        cols = {k: self.cols[k] for k in keys if self.cols.get(k) in schema.names}
+        start = 0
+        if f.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            with pq.ParquetFile(
+                f,
+                read_dictionary=[
+                    c for k, c in cols.items() if k in _DICTIONARY and is_text(schema.field(c).type)
+                ],
+            ) as pf:
+                meta, names = pf.metadata, set(cols.values())
+                size = sum(
+                    c.total_uncompressed_size
+                    for g in range(meta.num_row_groups)
+                    for c in (meta.row_group(g).column(j) for j in range(meta.num_columns))
+                    if c.path_in_schema.split(".")[0] in names
                 )
-                if not (is_text(t) or is_list(t)):
-                    t = pa.string()  # e.g. a number: the reader names the line
-            types[k] = t
-            fields.append(pa.field(k, t))
-        schema = pa.schema(fields)
+                rows = int(
+                    np.clip(BATCH_BYTES * max(meta.num_rows, 1) // max(size, 1), 1024, 1 << 16)
+                )
+                for b in pf.iter_batches(rows, columns=list(dict.fromkeys(cols.values())),
+                                         use_threads=False):  # fmt: skip
+                    yield start, self._fields(b, cols, keys)
+                    start += b.num_rows
+            return
+        read = pa.schema([pa.field(c, self._json_type(k, f)) for k, c in cols.items()])
+        try:
+            for b in open_jsonl(f, schema=read):
+                yield start, self._fields(b, cols, keys)
+                start += b.num_rows
+            check_jsonl_rows(f, start)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise json_error(str(e), f, self.used_columns) from None
 
-        def batches() -> Iterator[pa.RecordBatch]:
-            for f in files:
-                cols = {c: k for k, c in self.cols.items() if k in keys}
-                read = pa.schema([pa.field(c, types[k]) for c, k in cols.items()])
-                row = 0
-                try:
-                    for b in open_jsonl(f, schema=read):
-                        arrays = [pa.repeat(pa.scalar(str(f)), b.num_rows)]
-                        arrays.append(pa.array(np.arange(row, row + b.num_rows)))
-                        for k in keys:
-                            c = self.cols.get(k)
-                            has = c is not None and c in b.schema.names
-                            arrays.append(b.column(c) if has else pa.nulls(b.num_rows, types[k]))
-                        row += b.num_rows
-                        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-                    check_jsonl_rows(f, row)
-                except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-                    self.failure = json_error(str(e), f, self.cols_tuple)
-                    raise self.failure from None
-                except InputError as e:
-                    self.failure = e
-                    raise
+    def _json_type(self, key: str, f: Path) -> pa.DataType:
+        if key != "prompt":
+            return _TYPES[key]
+        t = self.schema(f).field(self.cols[key]).type  # a string or a message list
+        return t if is_text(t) or is_list(t) else pa.string()  # else the reader names the line
 
-        return pa.RecordBatchReader.from_batches(schema, batches())
+    @staticmethod
+    def _fields(b: pa.RecordBatch, cols: dict, keys: list[str]) -> dict:
+        return {k: b.column(cols[k]) if k in cols else pa.nulls(b.num_rows) for k in keys}
 
     @property
-    def cols_tuple(self) -> dict:
-        out = dict(DEFAULT_COLUMNS)
-        out.update({k: (v,) for k, v in self.cols.items()})
-        return out
+    def used_columns(self) -> dict:
+        return {**self.columns, **{k: (v,) for k, v in self.cols.items()}}
 
-
-class _Fresh:
-    """An Arrow stream that DuckDB may scan any number of times (a new reader each scan)."""
-
-    def __init__(self, make) -> None:
-        self.make = make
-
-    def __arrow_c_stream__(self, requested_schema=None):
-        return self.make().__arrow_c_stream__(requested_schema)
+    def field_name(self, key: str) -> str:
+        return self.cols.get(key) or (self.columns[key][0] if len(self.columns[key]) == 1 else key)
 
 
 def _type_problem(key: str, t: pa.DataType) -> str | None:
@@ -234,27 +193,12 @@ def _type_problem(key: str, t: pa.DataType) -> str | None:
     return None
 
 
-def located(file: str, row: int) -> tuple[str, int]:
-    """A user's (file, row): 1-based, and the line of a JSONL file."""
+def located(file: Path | str, row: int) -> tuple[str, int]:
+    """A user's (file, row) of a 0-based row: 1-based, and the line of a JSONL file."""
+    file = str(file)
     if file.endswith(".parquet"):
         return file, row + 1
     return file, jsonl_line_numbers(file, [row])[0]
 
 
-def first_row(con, view: str, where: str, params: list | None = None) -> tuple[str, int] | None:
-    """The first (file, row) of ``view`` where ``where`` holds, as a user names it."""
-    got = con.sql(
-        f"SELECT file, row FROM {view} WHERE {where} ORDER BY file, row LIMIT 1", params=params
-    ).fetchall()
-    return located(*got[0]) if got else None
-
-
-def rows_of(con, view: str, where: str, params: list | None = None) -> list[tuple[str, int]]:
-    """Every (file, row) of ``view`` where ``where`` holds, in file order."""
-    got = con.sql(
-        f"SELECT file, row FROM {view} WHERE {where} ORDER BY file, row", params=params
-    ).fetchall()
-    return [located(f, r) for f, r in got]
-
-
-__all__ = ["BLANK", "Files", "first_row", "located", "rows_of", "sql_str", "table_files"]
+__all__ = ["BATCH_BYTES", "Files", "located", "table_files"]

@@ -1,10 +1,11 @@
 """``run_pair``: the pair stage from a scored pool on disk to one dataset per strategy.
 
-DuckDB reads each prompt's rewards grouped (:mod:`sweetspot.pairs.pool`), numpy picks every
-strategy's rows (:mod:`sweetspot.pairs.build`), DuckDB joins back the picked texts of all
-strategies in one pass — finding the empty responses on the way — and writes each strategy's
-pairs as ``<name>.parquet|jsonl`` with statistics in ``<name>.json``; a dataset card
-(``README.md``) makes the folder a dataset that ``datasets.load_dataset`` reads as it is.
+pyarrow reads each prompt's rewards, grouped in sample order (:mod:`sweetspot.pairs.pool`),
+numpy picks every strategy's rows (:mod:`sweetspot.pairs.build`), one more pass over the text
+column takes the picked texts of all strategies — finding the empty responses on the way — and
+each strategy's pairs are written as ``<name>.parquet|jsonl`` with statistics in
+``<name>.json``; a dataset card (``README.md``) makes the folder a dataset that
+``datasets.load_dataset`` reads as it is.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import pyarrow as pa
 
 from sweetspot.pairs.build import PairBuilder
 from sweetspot.pairs.config import PairConfig
-from sweetspot.pairs.pool import FetchedTexts, Pool, connect, load_pool
-from sweetspot.pairs.source import sql_str
+from sweetspot.pairs.pool import TRUNCATED, USABLE, FetchedTexts, Pool, load_pool
 from sweetspot.pairs.strategies import parse_strategies
 
 STEPS = ("read the pool", "pick", "fetch the picked texts", "write")
@@ -38,12 +38,12 @@ def run_pair(
     ``<name>.parquet|jsonl``, ``<name>.json`` and a dataset card ``README.md`` into
     ``output_dir``; returns the statistics of each strategy by name (``on_strategy(name,
     stats)`` is called as each one is written)."""
-    from sweetspot.io import write_json_atomic
+    from sweetspot.io import write_json_atomic, write_table
     from sweetspot.pairs.card import write_card
 
     cfg = cfg or PairConfig()
     strategies = parse_strategies(cfg.strategies)
-    con, out, results, seconds = connect(), Path(output_dir), {}, {}
+    out, results, seconds = Path(output_dir), {}, {}
     suffix = "jsonl" if cfg.format == "jsonl" else "parquet"
     with _steps(cfg.progress) as step:
         step(STEPS[0])
@@ -54,7 +54,6 @@ def run_pair(
             prompts=cfg.prompts,
             exclude_truncated=cfg.exclude_truncated,
             max_samples=cfg.max_samples,
-            con=con,
             defer_blank=True,
         )
         seconds["load"], t = time.perf_counter() - t, time.perf_counter()
@@ -70,14 +69,13 @@ def run_pair(
             table, stats = builder.finish(sel, texts)
             stats.update(input=str(input_path), layout=pool.layout, texts_fetched=len(texts.rows))
             stats["seconds"] = {**seconds, "build": time.perf_counter() - t}
-            stats["output"] = str(write_pairs(con, table, out / f"{name}.{suffix}", cfg.format))
+            stats["output"] = str(write_table(table, out / f"{name}.{suffix}", cfg.format))
             write_json_atomic(out / f"{name}.json", stats)
             results[name] = stats
             del table
             if on_strategy:
                 on_strategy(name, stats)
-        write_card(out, results, suffix, _provenance(Path(input_path), con))
-    con.close()
+        write_card(out, results, suffix, _provenance(Path(input_path), pool))
     return results
 
 
@@ -102,49 +100,27 @@ def _select(pool: Pool, strategies, cfg: PairConfig):
 
 def _fetch(pool: Pool, builder, selections, strategies, cfg: PairConfig):
     """The texts the selections need, in one pass that also finds the empty responses; where
-    one was found the pool loses it and every strategy picks again (the new picks of those
-    prompts are fetched then)."""
-    rows = np.unique(np.concatenate([s.text_rows for s in selections]))
-    fetched, empty, truncated = pool.texts.take_finding_blanks(rows)
-    uids = pool.texts.uid[rows]
-    if len(empty) or truncated:
-        pool = pool.without(empty, truncated)
+    one was in the pool it is taken out and every strategy picks again (the new picks of those
+    prompts are read then)."""
+    src = np.unique(pool.src_row[np.concatenate([s.text_rows for s in selections])])
+    fetched, blank = pool.texts.scan(src)
+    if np.isin(pool.status[blank], (USABLE, TRUNCATED)).any():
+        pool = pool.without(blank)
         builder, selections = _select(pool, strategies, cfg)
-        rows = np.unique(np.concatenate([s.text_rows for s in selections]))
-        more = np.setdiff1d(pool.texts.uid[rows], uids)
+        need = np.unique(pool.src_row[np.concatenate([s.text_rows for s in selections])])
+        more = np.setdiff1d(need, src)
         if len(more):
-            extra = pool.texts.take(np.flatnonzero(np.isin(pool.texts.uid, more)))
-            uids, fetched = np.concatenate([uids, more]), pa.concat_arrays([fetched, extra])
-    order = np.argsort(uids)
-    texts = FetchedTexts(uids[order], fetched.take(pa.array(order)), pool.texts.uid)
+            extra, _ = pool.texts.scan(more, blanks=False)
+            src, fetched = np.concatenate([src, more]), pa.concat_arrays([fetched, extra])
+    order = np.argsort(src)
+    texts = FetchedTexts(src[order], fetched.take(pa.array(order)), pool.src_row)
     return pool, builder, selections, texts
 
 
-def write_pairs(con, table: pa.Table, path: Path, fmt: str) -> Path:
-    """Write ``table`` atomically: Parquet by DuckDB's ``COPY``, JSONL as ``write_table``."""
-    from sweetspot.io import atomic_path, write_table
-
-    if fmt != "parquet":
-        return write_table(table, path, fmt)
-    with atomic_path(path) as tmp:
-        con.register("sweetspot_pairs", table)
-        con.execute("COPY sweetspot_pairs TO " + sql_str(str(tmp)) + " (FORMAT parquet)")
-        con.unregister("sweetspot_pairs")
-    return path
-
-
-def _provenance(path: Path, con) -> dict[str, str | None]:
+def _provenance(path: Path, pool: Pool) -> dict[str, str | None]:
     """The policy (``sampling.json`` of a run folder) and the reward model (the score shards'
     ``reward_model``) behind the pool, where the input says."""
-    policy = reward_model = None
+    policy = None
     with contextlib.suppress(OSError, ValueError, AttributeError, KeyError):
         policy = json.loads((path / "sampling.json").read_text())["params"].get("model")
-    scores = [str(s) for s in sorted(path.glob("scores/*.parquet"))] if path.is_dir() else []
-    with contextlib.suppress(Exception):  # no such column: not recorded
-        got = con.sql(
-            "SELECT DISTINCT reward_model FROM read_parquet(?, union_by_name=true) "
-            "WHERE reward_model IS NOT NULL ORDER BY 1",
-            params=[scores],
-        ).fetchall()
-        reward_model = ", ".join(str(r[0]) for r in got) or None
-    return {"policy": policy, "reward_model": reward_model}
+    return {"policy": policy, "reward_model": ", ".join(pool.reward_models) or None}
