@@ -70,6 +70,8 @@ def test_chosen_beats_rejected_by_more_than_margin(tmp_path, prompts, margin):
 # test: the prompt was dropped as zero_sigma)
 @example(prompts={"a": [0.0, 4.836370672619014e-207]}, margin=0.0, ddof=0.0, seed=0)
 @example(prompts={"a": [0.0, 0.0, 4.836370672619014e-207]}, margin=0.0, ddof=0.0, seed=0)
+# 5e-148 apart: m2 is not 0 but m2**1.5 underflows, so skewness came out 0/0 = NaN
+@example(prompts={"a": [0.0, 5.3116488525936256e-148]}, margin=0.0, ddof=0.0, seed=0)
 def test_pairs_are_the_independent_references(tmp_path, prompts, margin, ddof, seed):
     """Every row and drop count of every strategy equals the reference's (SPEC §2 in plain
     Python): positions, nearest-to-target with ties to the lower index, ddof, drop order."""

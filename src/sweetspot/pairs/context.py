@@ -143,7 +143,8 @@ class PoolContext:
             m2 = self._m2 / self.n
             out = m3 / m2**1.5
         out[~(m2 > 0)] = np.nan
-        for p in np.flatnonzero((m2 == 0) & ~self.constant):  # underflow, as in ``sigma``
+        # tiny deviations: m2 or m2**1.5 underflow (as in ``sigma``); over the largest deviation
+        for p in np.flatnonzero((m2 < 1e-200) & ~self.constant):
             d = self._scaled_deviations(p)
             out[p] = np.mean(d**3) / np.mean(d**2) ** 1.5
         return out
