@@ -65,7 +65,7 @@ def test_texts_are_fetched_for_the_picked_rows_only(tmp_path):
     builder = PairBuilder.from_pool(pool)
     sel = builder.select(parse_strategies(["conventional"])[0])
     rows = np.unique(sel.text_rows)
-    fetched = FetchedTexts(pool.src_row[rows], pool.texts.take(rows), pool.src_row)
+    fetched = FetchedTexts(pool.source_rows(rows), pool.texts.take(rows), pool.src_row)
     table, stats = builder.finish(sel, fetched)
     assert stats["pairs_out"] == 10 and pool.texts.reads == 20  # 2 per prompt of 100
     assert fetched.texts.type == pa.large_string()  # no 2 GB limit on the fetched texts

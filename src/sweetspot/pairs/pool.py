@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -62,8 +62,9 @@ class Pool:
     """A scored pool: all prompts, their usable responses as flat arrays.
 
     The responses of prompt ``p`` are the flat rows ``offsets[p]:offsets[p+1]``, ordered by
-    sample index; ``src_row`` is each one's source row. Only finite rewards of non-empty (and,
-    when asked, non-truncated) responses are here; the others are counted in ``dropped``.
+    sample index; ``src_row`` is each one's source row (None: pool row r is source row r).
+    Only finite rewards of non-empty (and, when asked, non-truncated) responses are here; the
+    others are counted in ``dropped``.
     """
 
     prompt_ids: np.ndarray
@@ -71,7 +72,7 @@ class Pool:
     offsets: np.ndarray
     sample_idx: np.ndarray
     rewards: np.ndarray
-    src_row: np.ndarray
+    src_row: np.ndarray | None
     texts: PoolTexts
     responses_in: int
     dropped: dict[str, int] = field(default_factory=dict)
@@ -100,7 +101,12 @@ class Pool:
         empty responses (those left out as truncated move there too)."""
         blank = np.unique(blank)
         status = self.status[blank]
-        drop = np.isin(self.src_row, blank[status == USABLE])
+        gone = blank[status == USABLE]
+        if self.src_row is None:
+            drop = np.zeros(len(self.rewards), bool)
+            drop[gone] = True
+        else:
+            drop = np.isin(self.src_row, gone)
         moved = int((status == TRUNCATED).sum())
         dropped = dict(self.dropped)
         dropped["empty_response"] += int(drop.sum()) + moved
@@ -109,7 +115,7 @@ class Pool:
         keep = ~drop
         seg = np.repeat(np.arange(self.n_prompts), np.diff(self.offsets))
         n = np.bincount(seg[keep], minlength=self.n_prompts)
-        src_row = self.src_row[keep]
+        src_row = np.flatnonzero(keep) if self.src_row is None else self.src_row[keep]
         return dataclasses.replace(
             self,
             offsets=np.concatenate([[0], np.cumsum(n)]).astype(np.int64),
@@ -119,6 +125,10 @@ class Pool:
             texts=dataclasses.replace(self.texts, src_row=src_row),
             dropped=dropped,
         )
+
+    def source_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The source rows of pool rows ``rows``."""
+        return rows if self.src_row is None else self.src_row[rows]
 
     def context(self, ddof: float = 0.0, seed: int = 0) -> PoolContext:
         """Statistics of this pool for pair selection."""
@@ -132,12 +142,12 @@ class FetchedTexts(TextSource):
     by pool row (``src_of_row``), ``signatures`` their fingerprints (computed once for all
     strategies)."""
 
-    def __init__(self, rows: np.ndarray, texts: pa.Array, src_of_row: np.ndarray) -> None:
+    def __init__(self, rows: np.ndarray, texts: pa.Array, src_of_row: np.ndarray | None) -> None:
         self.rows, self.texts, self.src_of_row = rows, texts, src_of_row
         self._signatures = None
 
     def _pos(self, rows: np.ndarray) -> np.ndarray:
-        rows = self.src_of_row[rows]
+        rows = rows if self.src_of_row is None else self.src_of_row[rows]
         pos = np.searchsorted(self.rows, rows)
         if len(rows) and (pos.max() >= len(self.rows) or np.any(self.rows[pos] != rows)):
             raise KeyError("a row whose text was not fetched")
@@ -164,12 +174,13 @@ class PoolTexts(TextSource):
     paths: list[Path]
     starts: np.ndarray
     key: str  # "response", or "responses" (wide: lists flattened)
-    src_row: np.ndarray
+    src_row: np.ndarray | None
     flat: dict[int, np.ndarray] = field(default_factory=dict)  # wide: each row's first item
     reads: int = 0
 
     def take(self, rows: np.ndarray) -> pa.Array:
-        src = self.src_row[np.asarray(rows, dtype=np.int64)]
+        src = np.asarray(rows, dtype=np.int64)
+        src = src if self.src_row is None else self.src_row[src]
         uniq, back = np.unique(src, return_inverse=True)
         return self.scan(uniq, blanks=False)[0].take(pa.array(back.ravel(), pa.int64()))
 
@@ -264,30 +275,36 @@ class _Batch:
 @dataclass
 class _Rows:
     """Pass 1's arrays over all source rows: ``code`` holds each row's position among its
-    batch's keys until :meth:`_Reader._codes` turns it into the prompt code."""
+    batch's keys until :meth:`_Reader._codes` turns it into the prompt code; ``status`` is
+    USABLE, NON_FINITE or TRUNCATED (rows without rewards: USABLE or TRUNCATED)."""
 
     code: np.ndarray
     idx: np.ndarray
     reward: np.ndarray
-    truncated: np.ndarray | None
+    status: np.ndarray
 
     @classmethod
-    def empty(cls, n: int, truncated: bool) -> _Rows:
-        return cls(np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n),
-                   np.zeros(n, bool) if truncated else None)  # fmt: skip
+    def empty(cls, n: int) -> _Rows:
+        return cls(np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n), np.empty(n, np.int8))
 
     def put(self, b: _Batch) -> None:
         """Copy the batch's arrays in at its rows (worker threads: rows of their own)."""
         at = slice(b.g0, b.g0 + b.n)
-        self.code[at], self.idx[at], self.reward[at] = b.index, b.idx, b.reward
-        if self.truncated is not None and b.truncated is not None:
-            self.truncated[at] = b.truncated
+        self.code[at], self.idx[at] = b.index, b.idx
+        status = self.status[at]
+        if b.reward is None:
+            status[:] = USABLE
+        else:
+            self.reward[at] = b.reward
+            np.copyto(status, np.where(np.isfinite(b.reward), USABLE, NON_FINITE))
+        if b.truncated is not None:
+            status[(status == USABLE) & b.truncated] = TRUNCATED
         b.index = b.idx = b.reward = b.truncated = None
 
     @classmethod
-    def of(cls, batches: list[_Batch], truncated: bool) -> _Rows:
+    def of(cls, batches: list[_Batch]) -> _Rows:
         """The rows of batches whose number was not known before reading (JSONL, wide)."""
-        rows = cls.empty(sum(b.n for b in batches), truncated)
+        rows = cls.empty(sum(b.n for b in batches))
         g0 = 0
         for b in batches:
             b.g0, g0 = g0, g0 + b.n
@@ -422,6 +439,7 @@ class _Reader:
                 file=str(files.paths[0]),
                 field=files.cols["prompt_id"],
             )
+        table = _background(load_prompt_table, table) if by_id else None
         return self._assemble(files, *self._scan(files, self._long_batch), "long", table)
 
     # -- reading -----------------------------------------------------------------------------
@@ -432,8 +450,7 @@ class _Reader:
         order and their rows (copied in place as they come when the number of rows is known)."""
         keys = keys or [k for k in files.cols if k != "response"]
         counts = None if keys.count("responses") else files.row_counts()
-        trunc = self.exclude_truncated and "finish_reason" in files.cols
-        rows = None if counts is None else _Rows.empty(int(counts.sum()), trunc)
+        rows = None if counts is None else _Rows.empty(int(counts.sum()))
         starts = None if counts is None else np.concatenate([[0], np.cumsum(counts)])
 
         def one(i: int) -> list[_Batch]:
@@ -447,7 +464,7 @@ class _Reader:
 
         with ThreadPoolExecutor(workers()) as ex:
             batches = [b for got in ex.map(one, range(len(files.paths))) for b in got]
-        return batches, rows if rows is not None else _Rows.of(batches, trunc)
+        return batches, rows if rows is not None else _Rows.of(batches)
 
     def _long_batch(self, files: Files, i: int, start: int, b: dict) -> _Batch:
         key = "prompt" if "prompt" in files.cols else "prompt_id"
@@ -469,8 +486,8 @@ class _Reader:
         index = None
         if pa.types.is_dictionary(keys.type):
             keys, index = keys.dictionary, np.asarray(keys.indices)
-        reward = b["reward"] if "reward" in b else pa.nulls(len(idx), pa.float64())
-        out = _Batch(i, start, keys, index, idx, _rewards(reward), self._truncated(b))
+        reward = _rewards(b["reward"]) if "reward" in b else None
+        out = _Batch(i, start, keys, index, idx, reward, self._truncated(b))
         if (m := b.get("reward_model")) is not None and len(m) > m.null_count:
             m = m.dictionary if pa.types.is_dictionary(m.type) else pc.unique(m)
             out.models = [v for v in m.to_pylist() if v is not None]
@@ -523,9 +540,9 @@ class _Reader:
         r_files = Files(r_paths, {**self.cols, "reward_model": ("reward_model",)})
         r_files.resolve(["prompt_id", "sample_idx", "reward", "reward_model"],
                         ["prompt_id", "sample_idx", "reward"])  # fmt: skip
+        table = _background(load_prompt_table, self.path / "prompts.parquet")
         samples = self._scan(s_files, self._long_batch)
         scores = self._scan(r_files, self._long_batch)
-        table = self.path / "prompts.parquet"
         pool = self._assemble(s_files, *samples, "stage", table, (r_files, scores))
         pool.reward_models = sorted({str(m) for b in scores[0] for m in b.models})
         return pool
@@ -565,25 +582,20 @@ class _Reader:
                 flat.setdefault(b.file, []).append(b.lens)
         flat = {i: np.concatenate([[0], np.cumsum(np.concatenate(v))]) for i, v in flat.items()}
         batches.clear()
-        reward = rows.reward if scores is None else self._join(rows, scores)
-        status = np.where(np.isfinite(reward), np.int8(USABLE), np.int8(NON_FINITE))
-        if rows.truncated is not None:
-            status[(status == USABLE) & rows.truncated] = TRUNCATED
-            rows.truncated = None
+        reward, status = rows.reward, rows.status
+        if scores is not None:
+            reward = self._join(rows, scores)
+            status[~np.isfinite(reward)] = NON_FINITE
         if self.max_samples is not None:
             status[idx >= self.max_samples] = OUTSIDE
         n_prompts = len(self.prompts.ids)
         if table is not None:
-            ids, messages = self._from_table(files, codes, starts, Path(table))
+            ids, messages = self._from_table(files, codes, starts, table)
         else:
             ids = self.prompts.ids
             msgs = self.prompts.messages
             messages = pa.concat_arrays(msgs) if msgs else pa.array([], MESSAGES_TYPE)
-        order = None
-        step = np.diff(codes)
-        if not np.all((step > 0) | ((step == 0) & (np.diff(idx) > 0))):
-            order = np.lexsort((idx, codes))
-        del step
+        order = None if _sorted(codes, idx) else np.lexsort((idx, codes))
         c, i = (codes, idx) if order is None else (codes[order], idx[order])
         if (dup := np.flatnonzero((c[1:] == c[:-1]) & (i[1:] == i[:-1]))).size:
             a, b = (dup[0], dup[0] + 1) if order is None else (order[dup[0]], order[dup[0] + 1])
@@ -591,14 +603,13 @@ class _Reader:
                 self._second_row(files, starts, flat, a, b, ids[codes[b]], messages[int(codes[b])])
             self._duplicate(files, starts, a, b, ids[int(codes[b])], int(idx[b]))
         counts = [int(np.count_nonzero(status == k)) for k in range(OUTSIDE + 1)]
-        if counts[USABLE] == len(status) and order is None:
-            src_row, n = np.arange(len(status)), np.bincount(codes, minlength=n_prompts)
-        else:
+        src_row = None
+        if counts[USABLE] < len(status) or order is not None:
             keep = status == USABLE if order is None else status[order] == USABLE
             src_row = np.flatnonzero(keep) if order is None else order[keep]
-            n = np.bincount(c[keep], minlength=n_prompts)
-            idx, reward = idx[src_row], reward[src_row]
-        del c, i, codes, rows
+            c, idx, reward = c[keep], idx[src_row], reward[src_row]
+        n = np.diff(np.searchsorted(c, np.arange(n_prompts + 1)))  # c is sorted
+        del i, codes, rows
         dropped = {r: counts[j + 1] for j, r in enumerate(RESPONSE_DROPS)}
         dropped["empty_response"] = 0
         if not self.exclude_truncated:
@@ -619,10 +630,10 @@ class _Reader:
             status=status,
         )
 
-    def _from_table(self, files: Files, codes, starts, table: Path):
-        """Ids and messages of the prompt codes from the prompt table; an id it lacks is an
-        error naming the first row that uses it."""
-        t_ids, t_msgs = load_prompt_table(table)
+    def _from_table(self, files: Files, codes, starts, table: Future):
+        """Ids and messages of the prompt codes from the prompt table (read meanwhile); an id
+        it lacks is an error naming the first row that uses it."""
+        t_ids, t_msgs = table.result()
         pos = {p: i for i, p in enumerate(t_ids)}
         ids = self.prompts.ids
         missing = [c for c, p in enumerate(ids) if p not in pos]
@@ -659,6 +670,25 @@ class _Reader:
             row=rb,
             field=files.field_name("prompt"),
         )
+
+
+def _background(fn, *args) -> Future:
+    """``fn(*args)`` in a thread of its own (its error is raised by ``result()``)."""
+    ex = ThreadPoolExecutor(1)
+    future = ex.submit(fn, *args)
+    ex.shutdown(wait=False)
+    return future
+
+
+def _sorted(codes: np.ndarray, idx: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """Whether the rows are in (code, sample index) order with no repeat (in chunks: no
+    temporary the size of the pool)."""
+    for a in range(0, max(len(codes) - 1, 0), chunk):
+        c, i = codes[a : a + chunk + 1], idx[a : a + chunk + 1]
+        step = np.diff(c)
+        if not np.all((step > 0) | ((step == 0) & (np.diff(i) > 0))):
+            return False
+    return True
 
 
 def _rewards(r: pa.Array) -> np.ndarray:

@@ -102,12 +102,12 @@ def _fetch(pool: Pool, builder, selections, strategies, cfg: PairConfig):
     """The texts the selections need, in one pass that also finds the empty responses; where
     one was in the pool it is taken out and every strategy picks again (the new picks of those
     prompts are read then)."""
-    src = np.unique(pool.src_row[np.concatenate([s.text_rows for s in selections])])
+    src = np.unique(pool.source_rows(np.concatenate([s.text_rows for s in selections])))
     fetched, blank = pool.texts.scan(src)
     if np.isin(pool.status[blank], (USABLE, TRUNCATED)).any():
         pool = pool.without(blank)
         builder, selections = _select(pool, strategies, cfg)
-        need = np.unique(pool.src_row[np.concatenate([s.text_rows for s in selections])])
+        need = np.unique(pool.source_rows(np.concatenate([s.text_rows for s in selections])))
         more = np.setdiff1d(need, src)
         if len(more):
             extra, _ = pool.texts.scan(more, blanks=False)
