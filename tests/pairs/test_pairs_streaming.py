@@ -122,7 +122,9 @@ def test_reading_the_pool_holds_no_text(tmp_path):
     code = textwrap.dedent(
         f"""
         import resource
+        import sweetspot.pairs.pool
         from sweetspot.pairs import load_pool
+        sweetspot.pairs.pool.HOLD_TEXT_BYTES = 0  # a pool too large to keep its text
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         pool = load_pool({str(path)!r}, defer_blank=True)
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

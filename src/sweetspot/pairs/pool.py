@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -40,10 +41,7 @@ from sweetspot.pairs.source import Files, located, table_files
 RESPONSE_DROPS = ("non_finite_reward", "empty_response", "truncated")
 USABLE, NON_FINITE, TRUNCATED, OUTSIDE = 0, 1, 3, 4  # a source row's status after pass 1
 _LONG = ["prompt", "prompt_id", "sample_idx", "reward", "finish_reason"]
-# first bytes of the UTF-8 whitespace characters (str.isspace): a text starting otherwise is
-# not empty
-_SPACE_LEAD = np.zeros(256, dtype=bool)
-_SPACE_LEAD[:0x21] = _SPACE_LEAD[[0xC2, 0xE1, 0xE2, 0xE3]] = True
+HOLD_TEXT_BYTES = 384 << 20  # a pool with less text keeps it from pass 1 (no pass 2)
 
 
 def workers() -> int:
@@ -167,8 +165,10 @@ class FetchedTexts(TextSource):
 
 @dataclass
 class PoolTexts(TextSource):
-    """Pass 2: the text column of the files, read file by file in threads. ``starts`` holds
-    each file's first source row; ``src_row`` maps pool rows to source rows."""
+    """Pass 2: the text column of the files, read file by file in threads (or, where pass 1
+    kept the texts of a small pool, ``held``: per file, its batches' first source row and
+    texts). ``starts`` holds each file's first source row; ``src_row`` maps pool rows to
+    source rows."""
 
     files: Files
     paths: list[Path]
@@ -176,6 +176,7 @@ class PoolTexts(TextSource):
     key: str  # "response", or "responses" (wide: lists flattened)
     src_row: np.ndarray | None
     flat: dict[int, np.ndarray] = field(default_factory=dict)  # wide: each row's first item
+    held: list[list[tuple[int, pa.Array]]] | None = None
     reads: int = 0
 
     def take(self, rows: np.ndarray) -> pa.Array:
@@ -192,17 +193,14 @@ class PoolTexts(TextSource):
         todo = [i for i in range(len(self.paths)) if blanks or at[i] < at[i + 1]]
 
         def one(i: int) -> tuple[list[pa.Array], list[np.ndarray]]:
-            want = wanted[at[i] : at[i + 1]] - self.starts[i]
+            want = wanted[at[i] : at[i + 1]]
             texts, blank = [], []
-            for start, b in self.files.batches(self.paths[i], [self.key]):
-                col = b[self.key]
-                if self.key == "responses":
-                    start, col = int(self.flat[i][start]), pc.list_flatten(col)
+            for start, col in self._columns(i):
                 lo, hi = np.searchsorted(want, [start, start + len(col)])
                 if hi > lo:
                     texts.append(col.take(pa.array(want[lo:hi] - start)).cast(pa.large_string()))
                 if blanks:
-                    blank.append(start + self.starts[i] + blank_rows(col))
+                    blank.append(start + blank_rows(col))
             return texts, blank
 
         with ThreadPoolExecutor(workers()) as ex:
@@ -215,33 +213,22 @@ class PoolTexts(TextSource):
         found = [b for g in got for b in g[1]]
         return out, np.concatenate(found) if found else np.zeros(0, np.int64)
 
+    def _columns(self, i: int) -> Iterator[tuple[int, pa.Array]]:
+        """File ``i``'s texts, batch by batch, with the source row of each batch's first."""
+        if self.held is not None:
+            yield from self.held[i]
+            return
+        for start, b in self.files.batches(self.paths[i], [self.key]):
+            col = b[self.key]
+            if self.key == "responses":
+                start, col = int(self.flat[i][start]), pc.list_flatten(col)
+            yield int(self.starts[i]) + start, col
+
 
 def blank_rows(texts: pa.Array) -> np.ndarray:
-    """Positions of the texts that are missing or only whitespace (str.isspace): a first byte
-    that could start whitespace is checked in full."""
-    n = len(texts)
-    if pa.types.is_dictionary(texts.type):
-        texts = texts.dictionary_decode()
-    off_type = np.int64 if pa.types.is_large_string(texts.type) else np.int32
-    if pa.types.is_string_view(texts.type):
-        texts, off_type = texts.cast(pa.large_string()), np.int64
-    bufs = texts.buffers()
-    size = np.dtype(off_type).itemsize
-    offsets = np.frombuffer(bufs[1], off_type, n + 1, texts.offset * size)
-    data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None and bufs[2].size else None
-    empty = offsets[1:] == offsets[:-1]
-    if data is None:
-        maybe = ~empty
-    else:
-        maybe = ~empty & _SPACE_LEAD[data[np.minimum(offsets[:-1], len(data) - 1)]]
-    cand = np.flatnonzero(maybe)
-    blank = empty.copy()
-    if texts.null_count:
-        blank |= np.asarray(texts.is_null())
-    if len(cand):
-        space = pc.utf8_is_space(texts.take(pa.array(cand)))
-        blank[cand[np.asarray(pc.fill_null(space, False), dtype=bool)]] = True
-    return np.flatnonzero(blank)
+    """Positions of the texts that are missing, empty or only whitespace (as str.isspace)."""
+    blank = pc.or_(pc.equal(pc.binary_length(texts), 0), pc.utf8_is_space(texts))
+    return np.flatnonzero(np.asarray(pc.fill_null(blank, True)))
 
 
 # -- pass 1 ------------------------------------------------------------------------------------
@@ -262,6 +249,7 @@ class _Batch:
     truncated: np.ndarray | None = None
     lens: np.ndarray | None = None
     models: list = field(default_factory=list)
+    texts: pa.Array | None = None  # kept from pass 1 (a small pool)
     n: int = 0
     g0: int = 0
 
@@ -382,11 +370,28 @@ def load_pool(
         if k not in cols:
             raise InputError(f"unknown column key {k!r}; use one of {', '.join(cols)}")
         cols[k] = (v,)
-    pool = _Reader(Path(path), str(path), cols, exclude_truncated, max_samples).read(prompts)
-    if not defer_blank:
-        _, blank = pool.texts.scan(np.zeros(0, np.int64))
-        pool = pool.without(blank) if len(blank) else pool
+    with small_pages():
+        pool = _Reader(Path(path), str(path), cols, exclude_truncated, max_samples).read(prompts)
+        if not defer_blank:
+            _, blank = pool.texts.scan(np.zeros(0, np.int64))
+            pool = pool.without(blank) if len(blank) else pool
     return pool
+
+
+@contextmanager
+def small_pages():
+    """numpy's large arrays without transparent huge pages meanwhile: where the kernel compacts
+    memory to find huge pages on demand (``defrag`` = ``madvise``), first touching a fresh
+    array after pyarrow's reads stalled 5-10x longer than with 4 KB pages (the pool's arrays
+    are written once, in slices)."""
+    from numpy._core.multiarray import _get_madvise_hugepage, _set_madvise_hugepage
+
+    before = _get_madvise_hugepage()
+    _set_madvise_hugepage(False)
+    try:
+        yield
+    finally:
+        _set_madvise_hugepage(before)
 
 
 @dataclass
@@ -397,6 +402,7 @@ class _Reader:
     exclude_truncated: bool
     max_samples: int | None
     prompts: _Prompts = field(default_factory=_Prompts)
+    hold: bool = False  # keep the texts read in pass 1
 
     def read(self, prompts) -> Pool:
         from sweetspot.stages import SCORE
@@ -448,7 +454,9 @@ class _Reader:
         """``fn(files, file number, start, batch)`` over every batch of every file (the fields
         ``keys``, default all but the texts), files in parallel threads; the batches in file
         order and their rows (copied in place as they come when the number of rows is known)."""
-        keys = keys or [k for k in files.cols if k != "response"]
+        text = "responses" if "responses" in files.cols else "response"
+        self.hold = 0 < files.bytes_of(text) <= HOLD_TEXT_BYTES  # else read again in pass 2
+        keys = keys or [k for k in files.cols if k != "response" or self.hold]
         counts = None if keys.count("responses") else files.row_counts()
         rows = None if counts is None else _Rows.empty(int(counts.sum()))
         starts = None if counts is None else np.concatenate([[0], np.cumsum(counts)])
@@ -487,7 +495,9 @@ class _Reader:
         if pa.types.is_dictionary(keys.type):
             keys, index = keys.dictionary, np.asarray(keys.indices)
         reward = _rewards(b["reward"]) if "reward" in b else None
-        out = _Batch(i, start, keys, index, idx, reward, self._truncated(b))
+        out = _Batch(
+            i, start, keys, index, idx, reward, self._truncated(b), texts=b.get("response")
+        )
         if (m := b.get("reward_model")) is not None and len(m) > m.null_count:
             m = m.dictionary if pa.types.is_dictionary(m.type) else pc.unique(m)
             out.models = [v for v in m.to_pylist() if v is not None]
@@ -506,7 +516,9 @@ class _Reader:
         _null(files, i, start, b["prompt"], "missing prompt", "prompt")
         firsts = np.concatenate([[0], np.cumsum(nt)])
         idx = np.arange(firsts[-1]) - np.repeat(firsts[:-1], nt)
-        return _Batch(i, start, b["prompt"], None, idx, _rewards(pc.list_flatten(rew)), lens=nt)
+        texts = pc.list_flatten(resp) if self.hold else None
+        reward = _rewards(pc.list_flatten(rew))
+        return _Batch(i, start, b["prompt"], None, idx, reward, lens=nt, texts=texts)
 
     def _truncated(self, b: dict) -> np.ndarray | None:
         fr = b.get("finish_reason")
@@ -581,6 +593,11 @@ class _Reader:
             if b.lens is not None:
                 flat.setdefault(b.file, []).append(b.lens)
         flat = {i: np.concatenate([[0], np.cumsum(np.concatenate(v))]) for i, v in flat.items()}
+        held = None
+        if batches and all(b.texts is not None for b in batches):
+            held = [[] for _ in files.paths]
+            for b in batches:
+                held[b.file].append((b.g0, b.texts))
         batches.clear()
         reward, status = rows.reward, rows.status
         if scores is not None:
@@ -597,8 +614,9 @@ class _Reader:
             messages = pa.concat_arrays(msgs) if msgs else pa.array([], MESSAGES_TYPE)
         order = None if _sorted(codes, idx) else np.lexsort((idx, codes))
         c, i = (codes, idx) if order is None else (codes[order], idx[order])
-        if (dup := np.flatnonzero((c[1:] == c[:-1]) & (i[1:] == i[:-1]))).size:
-            a, b = (dup[0], dup[0] + 1) if order is None else (order[dup[0]], order[dup[0] + 1])
+        dup = [] if order is None else np.flatnonzero((c[1:] == c[:-1]) & (i[1:] == i[:-1]))
+        if len(dup):  # in order, there is none: each (code, index) is above the last
+            a, b = order[dup[0]], order[dup[0] + 1]
             if layout == "wide":
                 self._second_row(files, starts, flat, a, b, ids[codes[b]], messages[int(codes[b])])
             self._duplicate(files, starts, a, b, ids[int(codes[b])], int(idx[b]))
@@ -608,7 +626,7 @@ class _Reader:
             keep = status == USABLE if order is None else status[order] == USABLE
             src_row = np.flatnonzero(keep) if order is None else order[keep]
             c, idx, reward = c[keep], idx[src_row], reward[src_row]
-        n = np.diff(np.searchsorted(c, np.arange(n_prompts + 1)))  # c is sorted
+        n = np.diff(np.searchsorted(c, np.arange(n_prompts + 1, dtype=c.dtype)))  # c is sorted
         del i, codes, rows
         dropped = {r: counts[j + 1] for j, r in enumerate(RESPONSE_DROPS)}
         dropped["empty_response"] = 0
@@ -622,7 +640,7 @@ class _Reader:
             sample_idx=idx,
             rewards=reward,
             src_row=src_row,
-            texts=PoolTexts(files, files.paths, starts, key, src_row, flat),
+            texts=PoolTexts(files, files.paths, starts, key, src_row, flat, held),
             responses_in=len(status) - counts[OUTSIDE],
             dropped=dropped,
             layout=layout,
@@ -720,4 +738,12 @@ def _fail(files: Files, i: int, row: int, msg: str, key: str) -> None:
     raise InputError(msg, file=file, row=line, field=files.field_name(key))
 
 
-__all__ = ["FetchedTexts", "Pool", "PoolTexts", "TextSource", "blank_rows", "load_pool"]
+__all__ = [
+    "FetchedTexts",
+    "Pool",
+    "PoolTexts",
+    "TextSource",
+    "blank_rows",
+    "load_pool",
+    "small_pages",
+]

@@ -56,7 +56,7 @@ class Files:
     columns: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_COLUMNS))
     cols: dict[str, str] = field(default_factory=dict)  # logical field -> column name
     schemas: dict[Path, pa.Schema] = field(default_factory=dict)
-    rows: dict[Path, int] = field(default_factory=dict)  # of Parquet files, from the footer
+    meta: dict[Path, object] = field(default_factory=dict)  # Parquet footers
 
     def schema(self, f: Path) -> pa.Schema:
         if f not in self.schemas:
@@ -64,8 +64,8 @@ class Files:
                 import pyarrow.parquet as pq
 
                 try:
-                    meta = pq.read_metadata(f)
-                    self.schemas[f], self.rows[f] = meta.schema.to_arrow_schema(), meta.num_rows
+                    self.meta[f] = pq.read_metadata(f)
+                    self.schemas[f] = self.meta[f].schema.to_arrow_schema()
                 except (pa.ArrowInvalid, OSError) as e:
                     raise InputError(f"cannot read Parquet ({e})", file=str(f)) from None
             else:
@@ -118,9 +118,17 @@ class Files:
 
     def row_counts(self) -> np.ndarray | None:
         """Rows of each file, when all are Parquet (known before reading)."""
-        if not all(f in self.rows for f in self.paths):
+        if not all(f in self.meta for f in self.paths):
             return None
-        return np.array([self.rows[f] for f in self.paths], dtype=np.int64)
+        return np.array([self.meta[f].num_rows for f in self.paths], dtype=np.int64)
+
+    def bytes_of(self, key: str) -> int:
+        """Bytes of field ``key`` in all files (Parquet: uncompressed, from the footers; JSONL:
+        the whole file's)."""
+        if key not in self.cols:
+            return 0
+        return sum(_column_bytes(self.meta[f], {self.cols[key]}) if f in self.meta
+                   else f.stat().st_size for f in self.paths)  # fmt: skip
 
     def batches(self, f: Path, keys: list[str]) -> Iterator[tuple[int, dict]]:
         """``(first row, {field: array})`` for the fields ``keys`` of file ``f``, in row order."""
@@ -132,17 +140,13 @@ class Files:
 
             with pq.ParquetFile(
                 f,
+                metadata=self.meta.get(f),
                 read_dictionary=[
                     c for k, c in cols.items() if k in _DICTIONARY and is_text(schema.field(c).type)
                 ],
             ) as pf:
-                meta, names = pf.metadata, set(cols.values())
-                size = sum(
-                    c.total_uncompressed_size
-                    for g in range(meta.num_row_groups)
-                    for c in (meta.row_group(g).column(j) for j in range(meta.num_columns))
-                    if c.path_in_schema.split(".")[0] in names
-                )
+                meta = pf.metadata
+                size = _column_bytes(meta, set(cols.values()))
                 rows = int(
                     np.clip(BATCH_BYTES * max(meta.num_rows, 1) // max(size, 1), 1024, 1 << 16)
                 )
@@ -176,6 +180,16 @@ class Files:
 
     def field_name(self, key: str) -> str:
         return self.cols.get(key) or (self.columns[key][0] if len(self.columns[key]) == 1 else key)
+
+
+def _column_bytes(meta, names: set[str]) -> int:
+    """Uncompressed bytes of the columns ``names`` in a Parquet footer."""
+    return sum(
+        c.total_uncompressed_size
+        for g in range(meta.num_row_groups)
+        for c in (meta.row_group(g).column(j) for j in range(meta.num_columns))
+        if c.path_in_schema.split(".")[0] in names
+    )
 
 
 def _type_problem(key: str, t: pa.DataType) -> str | None:

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from sweetspot.pairs.build import PairBuilder
 from sweetspot.pairs.config import PairConfig
-from sweetspot.pairs.pool import TRUNCATED, USABLE, FetchedTexts, Pool, load_pool
+from sweetspot.pairs.pool import TRUNCATED, USABLE, FetchedTexts, Pool, load_pool, small_pages
 from sweetspot.pairs.strategies import parse_strategies
 
 STEPS = ("read the pool", "pick", "fetch the picked texts", "write")
@@ -45,7 +45,7 @@ def run_pair(
     strategies = parse_strategies(cfg.strategies)
     out, results, seconds = Path(output_dir), {}, {}
     suffix = "jsonl" if cfg.format == "jsonl" else "parquet"
-    with _steps(cfg.progress) as step:
+    with _steps(cfg.progress) as step, small_pages():
         step(STEPS[0])
         t = time.perf_counter()
         pool = load_pool(
