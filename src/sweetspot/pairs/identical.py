@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from sweetspot.pairs.arrays import to_numpy
 
-_BLOCK_BYTES = 1 << 22
+_BLOCK_BYTES = 1 << 18  # its int64 temporary (2 MB) stays in the heap: no page faults
 _WEIGHT = np.arange(256, dtype=np.uint16)
 _WEIGHT[128:] = 0
 _WEIGHT[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = 0  # ASCII whitespace (str.isspace)

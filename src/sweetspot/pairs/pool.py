@@ -22,7 +22,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -140,9 +140,9 @@ class FetchedTexts(TextSource):
     by pool row (``src_of_row``), ``signatures`` their fingerprints (computed once for all
     strategies)."""
 
-    def __init__(self, rows: np.ndarray, texts: pa.Array, src_of_row: np.ndarray | None) -> None:
+    def __init__(self, rows, texts: pa.Array, src_of_row, signatures=None) -> None:
         self.rows, self.texts, self.src_of_row = rows, texts, src_of_row
-        self._signatures = None
+        self._signatures = signatures
 
     def _pos(self, rows: np.ndarray) -> np.ndarray:
         rows = rows if self.src_of_row is None else self.src_of_row[rows]
@@ -185,23 +185,29 @@ class PoolTexts(TextSource):
         uniq, back = np.unique(src, return_inverse=True)
         return self.scan(uniq, blanks=False)[0].take(pa.array(back.ravel(), pa.int64()))
 
-    def scan(self, wanted: np.ndarray, blanks: bool = True) -> tuple[pa.Array, np.ndarray]:
-        """The texts of the sorted source rows ``wanted`` (large strings) and, with ``blanks``,
-        the source rows whose text is missing or only whitespace: one pass over the files that
-        hold a wanted row (every file with ``blanks``)."""
+    def scan(
+        self, wanted: np.ndarray, blanks: bool = True
+    ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+        """The texts of the sorted source rows ``wanted`` (large strings), their
+        :func:`~sweetspot.pairs.identical.fingerprints` and, with ``blanks``, the source rows
+        whose text is missing or only whitespace: one pass over the files that hold a wanted
+        row (every file with ``blanks``), in threads."""
+        from sweetspot.pairs.identical import fingerprints
+
         at = np.searchsorted(wanted, self.starts)
         todo = [i for i in range(len(self.paths)) if blanks or at[i] < at[i + 1]]
 
-        def one(i: int) -> tuple[list[pa.Array], list[np.ndarray]]:
+        def one(i: int) -> tuple[list[pa.Array], list[np.ndarray], list[np.ndarray]]:
             want = wanted[at[i] : at[i + 1]]
-            texts, blank = [], []
+            texts, blank, prints = [], [], []
             for start, col in self._columns(i):
                 lo, hi = np.searchsorted(want, [start, start + len(col)])
                 if hi > lo:
                     texts.append(col.take(pa.array(want[lo:hi] - start)).cast(pa.large_string()))
+                    prints.append(fingerprints(texts[-1]))
                 if blanks:
                     blank.append(start + blank_rows(col))
-            return texts, blank
+            return texts, blank, prints
 
         with ThreadPoolExecutor(workers()) as ex:
             got = list(ex.map(one, todo))
@@ -211,7 +217,12 @@ class PoolTexts(TextSource):
         if len(out) != len(wanted):
             raise InputError("a picked response was not found again in the input")
         found = [b for g in got for b in g[1]]
-        return out, np.concatenate(found) if found else np.zeros(0, np.int64)
+        prints = [p for g in got for p in g[2]]
+        return (
+            out,
+            np.concatenate(found) if found else np.zeros(0, np.int64),
+            np.concatenate(prints) if prints else np.zeros(0, np.int64),
+        )
 
     def _columns(self, i: int) -> Iterator[tuple[int, pa.Array]]:
         """File ``i``'s texts, batch by batch, with the source row of each batch's first."""
@@ -370,28 +381,31 @@ def load_pool(
         if k not in cols:
             raise InputError(f"unknown column key {k!r}; use one of {', '.join(cols)}")
         cols[k] = (v,)
-    with small_pages():
+    with quick_memory():
         pool = _Reader(Path(path), str(path), cols, exclude_truncated, max_samples).read(prompts)
         if not defer_blank:
-            _, blank = pool.texts.scan(np.zeros(0, np.int64))
+            blank = pool.texts.scan(np.zeros(0, np.int64))[1]
             pool = pool.without(blank) if len(blank) else pool
     return pool
 
 
 @contextmanager
-def small_pages():
-    """numpy's large arrays without transparent huge pages meanwhile: where the kernel compacts
-    memory to find huge pages on demand (``defrag`` = ``madvise``), first touching a fresh
-    array after pyarrow's reads stalled 5-10x longer than with 4 KB pages (the pool's arrays
-    are written once, in slices)."""
+def quick_memory():
+    """Meanwhile: Arrow's buffers from jemalloc where pyarrow has it (it reuses freed pages; the
+    default mimalloc made reading the texts of 61,135 x 64 responses 1.5x slower), numpy's
+    large arrays on 4 KB pages (where the kernel compacts memory for huge pages on demand,
+    first touching a fresh array after pyarrow's reads stalled 5-10x longer)."""
     from numpy._core.multiarray import _get_madvise_hugepage, _set_madvise_hugepage
 
-    before = _get_madvise_hugepage()
+    huge, pool = _get_madvise_hugepage(), pa.default_memory_pool()
     _set_madvise_hugepage(False)
+    with suppress(NotImplementedError):  # a pyarrow built without it
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
     try:
         yield
     finally:
-        _set_madvise_hugepage(before)
+        _set_madvise_hugepage(huge)
+        pa.set_memory_pool(pool)
 
 
 @dataclass
@@ -745,5 +759,5 @@ __all__ = [
     "TextSource",
     "blank_rows",
     "load_pool",
-    "small_pages",
+    "quick_memory",
 ]

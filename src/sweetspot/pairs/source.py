@@ -141,6 +141,7 @@ class Files:
             with pq.ParquetFile(
                 f,
                 metadata=self.meta.get(f),
+                memory_map=True,
                 read_dictionary=[
                     c for k, c in cols.items() if k in _DICTIONARY and is_text(schema.field(c).type)
                 ],

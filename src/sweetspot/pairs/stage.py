@@ -14,6 +14,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import pyarrow as pa
 
 from sweetspot.pairs.build import PairBuilder
 from sweetspot.pairs.config import PairConfig
-from sweetspot.pairs.pool import TRUNCATED, USABLE, FetchedTexts, Pool, load_pool, small_pages
+from sweetspot.pairs.pool import TRUNCATED, USABLE, FetchedTexts, Pool, load_pool, quick_memory
 from sweetspot.pairs.strategies import parse_strategies
 
 STEPS = ("read the pool", "pick", "fetch the picked texts", "write")
@@ -45,7 +46,7 @@ def run_pair(
     strategies = parse_strategies(cfg.strategies)
     out, results, seconds = Path(output_dir), {}, {}
     suffix = "jsonl" if cfg.format == "jsonl" else "parquet"
-    with _steps(cfg.progress) as step, small_pages():
+    with _steps(cfg.progress) as step, quick_memory():
         step(STEPS[0])
         t = time.perf_counter()
         pool = load_pool(
@@ -64,17 +65,30 @@ def run_pair(
         pool, builder, selections, texts = _fetch(pool, builder, selections, strategies, cfg)
         seconds["texts"] = time.perf_counter() - t
         step(STEPS[3])
-        for sel in selections:
-            name, t = sel.strategy.name, time.perf_counter()
-            table, stats = builder.finish(sel, texts)
-            stats.update(input=str(input_path), layout=pool.layout, texts_fetched=len(texts.rows))
-            stats["seconds"] = {**seconds, "build": time.perf_counter() - t}
-            stats["output"] = str(write_table(table, out / f"{name}.{suffix}", cfg.format))
+        writing: list = []  # (name, stats, the write in a thread): one table built meanwhile
+
+        def written() -> None:
+            name, stats, done = writing.pop(0)
+            stats["output"] = str(done.result())
             write_json_atomic(out / f"{name}.json", stats)
             results[name] = stats
-            del table
             if on_strategy:
                 on_strategy(name, stats)
+
+        with ThreadPoolExecutor(1) as ex:
+            for sel in selections:
+                name, t = sel.strategy.name, time.perf_counter()
+                table, stats = builder.finish(sel, texts)
+                stats.update(input=str(input_path), layout=pool.layout)
+                stats.update(texts_fetched=len(texts.rows))
+                stats["seconds"] = {**seconds, "build": time.perf_counter() - t}
+                path = out / f"{name}.{suffix}"
+                writing.append((name, stats, ex.submit(write_table, table, path, cfg.format)))
+                del table
+                if len(writing) > 1:
+                    written()
+            while writing:
+                written()
         write_card(out, results, suffix, _provenance(Path(input_path), pool))
     return results
 
@@ -103,17 +117,18 @@ def _fetch(pool: Pool, builder, selections, strategies, cfg: PairConfig):
     one was in the pool it is taken out and every strategy picks again (the new picks of those
     prompts are read then)."""
     src = np.unique(pool.source_rows(np.concatenate([s.text_rows for s in selections])))
-    fetched, blank = pool.texts.scan(src)
+    fetched, blank, prints = pool.texts.scan(src)
     if np.isin(pool.status[blank], (USABLE, TRUNCATED)).any():
         pool = pool.without(blank)
         builder, selections = _select(pool, strategies, cfg)
         need = np.unique(pool.source_rows(np.concatenate([s.text_rows for s in selections])))
         more = np.setdiff1d(need, src)
         if len(more):
-            extra, _ = pool.texts.scan(more, blanks=False)
+            extra, _, more_prints = pool.texts.scan(more, blanks=False)
             src, fetched = np.concatenate([src, more]), pa.concat_arrays([fetched, extra])
+            prints = np.concatenate([prints, more_prints])
     order = np.argsort(src)
-    texts = FetchedTexts(src[order], fetched.take(pa.array(order)), pool.src_row)
+    texts = FetchedTexts(src[order], fetched.take(pa.array(order)), pool.src_row, prints[order])
     return pool, builder, selections, texts
 
 
