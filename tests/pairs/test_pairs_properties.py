@@ -33,6 +33,15 @@ SETTINGS = settings(
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def texts_in_pass_2():
+    """These pools are tiny: read their texts again in pass 2, as a large pool's (the
+    reference tests keep them from pass 1)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sweetspot.pairs.pool.HOLD_TEXT_BYTES", 0)
+        yield
+
+
 def _pool_file(tmp_path, prompts, order_seed=None):
     rows = long_rows(prompts)
     if order_seed is not None:

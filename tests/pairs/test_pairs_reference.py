@@ -36,8 +36,11 @@ def test_every_layout_through_the_command(tmp_path, kind):
     check_output(path, tmp_path / "out", SPECS, exclude_truncated=True)
 
 
+@pytest.mark.parametrize("held", [True, False], ids=["texts kept from pass 1", "texts in pass 2"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_layout_in_process(tmp_path, kind):
+def test_every_layout_in_process(tmp_path, kind, held, monkeypatch):
+    if not held:  # as a pool too large to keep its texts: read again in pass 2
+        monkeypatch.setattr("sweetspot.pairs.pool.HOLD_TEXT_BYTES", 0)
     path = write_pool(kind, tmp_path, random_prompts(seed=1))
     run_pair(path, tmp_path / "out", PairConfig(strategies=SPECS, seed=5))
     check_output(path, tmp_path / "out", SPECS)

@@ -226,3 +226,11 @@ def test_stage_errors(tmp_path):
     e = _error(path)
     assert (e.file, e.row, e.field) == (str(samples), 6, "prompt_id")
     assert "not in the prompt table" in e.message
+
+
+def test_the_stage_gives_back_the_memory_settings_it_changes(tmp_path):
+    from numpy._core.multiarray import _get_madvise_hugepage
+
+    pool, huge = pa.default_memory_pool().backend_name, _get_madvise_hugepage()
+    run_pair(_write_pool("long_parquet", tmp_path, _prompts()), tmp_path / "out")
+    assert (pa.default_memory_pool().backend_name, _get_madvise_hugepage()) == (pool, huge)
