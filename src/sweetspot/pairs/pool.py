@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -247,13 +247,15 @@ def blank_rows(texts: pa.Array) -> np.ndarray:
 
 @dataclass
 class _Batch:
-    """One batch of pass 1: its prompt keys and, until :class:`_Rows` takes them, each row's
-    position among the keys (``index``), sample index, reward and truncated flag; wide rows'
-    list lengths (``lens``); ``g0``: the source row of its first row."""
+    """One batch of pass 1: the ids of its prompts (and their messages, where the rows carry
+    them) and, until :class:`_Rows` takes them, each row's position among the ids
+    (``index``), sample index, reward and truncated flag; wide rows' list lengths (``lens``);
+    ``g0``: the source row of its first row."""
 
     file: int
     start: int
-    keys: pa.Array
+    ids: list[str]
+    msgs: pa.Array | None
     index: np.ndarray | None
     idx: np.ndarray | None
     reward: np.ndarray | None
@@ -267,14 +269,14 @@ class _Batch:
     def __post_init__(self) -> None:
         self.n = len(self.idx)
         if self.index is None:  # one key per row (per file row when wide)
-            ks = np.arange(len(self.keys), dtype=np.int32)
+            ks = np.arange(len(self.ids), dtype=np.int32)
             self.index = ks if self.lens is None else np.repeat(ks, self.lens)
 
 
 @dataclass
 class _Rows:
     """Pass 1's arrays over all source rows: ``code`` holds each row's position among its
-    batch's keys until :meth:`_Reader._codes` turns it into the prompt code; ``status`` is
+    batch's ids until :meth:`_Reader._codes` turns it into the prompt code; ``status`` is
     USABLE, NON_FINITE or TRUNCATED (rows without rewards: USABLE or TRUNCATED)."""
 
     code: np.ndarray
@@ -312,46 +314,28 @@ class _Rows:
 
 
 class _Prompts:
-    """Prompt codes in order of first use: the id of each, and (for rows that carry their
-    prompt) its messages, in code order."""
+    """Prompt codes in order of first use: the id of each and, for rows that carry their
+    prompt, its messages (in code order)."""
 
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.code: dict[str, int] = {}
-        self.by_value: dict[str, int] = {}
         self.messages: list[pa.Array] = []
 
-    def intern_ids(self, ids: list[str], create: bool = True) -> np.ndarray:
+    def intern(self, ids: list[str], msgs: pa.Array | None, create: bool = True) -> np.ndarray:
         """Codes of prompt ids (new ids get the next codes; -1 when not ``create``)."""
-        out = np.empty(len(ids), dtype=np.int64)
+        new, out = len(self.ids), np.empty(len(ids), dtype=np.int64)
         for i, p in enumerate(ids):
             c = self.code.get(p)
             if c is None and create:
                 c = self.code[p] = len(self.ids)
                 self.ids.append(p)
             out[i] = -1 if c is None else c
+        if msgs is not None and len(self.ids) > new:
+            fresh = np.flatnonzero(out >= new)
+            first = np.unique(out[fresh], return_index=True)[1]
+            self.messages.append(msgs.take(pa.array(fresh[first])))
         return out
-
-    def intern_prompts(self, values: pa.Array, where: Callable[[int, str], InputError]):
-        """Codes of prompt values (strings or message lists), keeping the messages of new ids;
-        a string already seen is not hashed again."""
-        if not is_text(values.type):
-            return self._intern(values, where)
-        py = values.to_pylist()
-        unseen = [i for i, v in enumerate(py) if v not in self.by_value]
-        if unseen:
-            codes = self._intern(values.take(pa.array(unseen)), lambda i, m: where(unseen[i], m))
-            self.by_value.update(zip((py[i] for i in unseen), codes.tolist()))
-        return np.fromiter((self.by_value[v] for v in py), np.int64, len(py))
-
-    def _intern(self, values: pa.Array, where) -> np.ndarray:
-        ids, msgs = prompt_messages(values, where)
-        new = len(self.ids)
-        codes = self.intern_ids(ids)
-        fresh, first = np.unique(codes[codes >= new], return_index=True)
-        if len(fresh):
-            self.messages.append(msgs.take(pa.array(np.flatnonzero(codes >= new)[first])))
-        return codes
 
 
 def load_pool(
@@ -495,23 +479,17 @@ class _Reader:
         idx = np.asarray(idx.cast(pa.int64()))
         if (neg := np.flatnonzero(idx < 0)).size:
             _fail(files, i, start + int(neg[0]), "sample index must be >= 0", "sample_idx")
-        _null(
-            files,
-            i,
-            start,
-            keys,
-            "missing prompt id" if key == "prompt_id" else "missing prompt",
-            key,
-        )
+        missing = "missing prompt id" if key == "prompt_id" else "missing prompt"
+        _null(files, i, start, keys, missing, key)
         if is_text(keys.type):
             keys = pc.dictionary_encode(keys)
         index = None
         if pa.types.is_dictionary(keys.type):
             keys, index = keys.dictionary, np.asarray(keys.indices)
+        ids, msgs = self._ids(files, i, start, keys, index)
         reward = _rewards(b["reward"]) if "reward" in b else None
-        out = _Batch(
-            i, start, keys, index, idx, reward, self._truncated(b), texts=b.get("response")
-        )
+        out = _Batch(i, start, ids, msgs, index, idx, reward, self._truncated(b))
+        out.texts = b.get("response")
         if (m := b.get("reward_model")) is not None and len(m) > m.null_count:
             m = m.dictionary if pa.types.is_dictionary(m.type) else pc.unique(m)
             out.models = [v for v in m.to_pylist() if v is not None]
@@ -530,9 +508,10 @@ class _Reader:
         _null(files, i, start, b["prompt"], "missing prompt", "prompt")
         firsts = np.concatenate([[0], np.cumsum(nt)])
         idx = np.arange(firsts[-1]) - np.repeat(firsts[:-1], nt)
-        texts = pc.list_flatten(resp) if self.hold else None
-        reward = _rewards(pc.list_flatten(rew))
-        return _Batch(i, start, b["prompt"], None, idx, reward, lens=nt, texts=texts)
+        ids, msgs = self._ids(files, i, start, b["prompt"], None)
+        out = _Batch(i, start, ids, msgs, None, idx, _rewards(pc.list_flatten(rew)), lens=nt)
+        out.texts = pc.list_flatten(resp) if self.hold else None
+        return out
 
     def _truncated(self, b: dict) -> np.ndarray | None:
         fr = b.get("finish_reason")
@@ -540,20 +519,24 @@ class _Reader:
             return None
         return np.asarray(pc.fill_null(pc.equal(fr, "length"), False), dtype=bool)
 
-    def _codes(self, files: Files, batches: list[_Batch], rows: _Rows, create=True) -> None:
+    def _ids(self, files: Files, i: int, start: int, keys: pa.Array, index) -> tuple:
+        """Prompt ids (and messages, where the rows carry their prompts) of distinct ``keys``;
+        a bad prompt names the first row that has it (``index``: each row's key)."""
+        if "prompt" not in files.cols:
+            return keys.to_pylist(), None
+
+        def where(j: int, msg: str) -> InputError:
+            row = start + (j if index is None else int(np.argmax(index == j)))
+            file, line = located(files.paths[i], row)
+            return InputError(msg, file=file, row=line, field=files.field_name("prompt"))
+
+        return prompt_messages(keys, where)
+
+    def _codes(self, batches: list[_Batch], rows: _Rows, create: bool = True) -> None:
         """Turn ``rows.code`` into prompt codes (given in order of first use)."""
         for b in batches:
             at = slice(b.g0, b.g0 + b.n)
-            if "prompt" in files.cols:
-
-                def where(j: int, msg: str, b=b, at=at) -> InputError:
-                    first = j if b.lens is not None else int(np.argmax(rows.code[at] == j))
-                    file, line = located(files.paths[b.file], b.start + first)
-                    return InputError(msg, file=file, row=line, field=files.field_name("prompt"))
-
-                codes = self.prompts.intern_prompts(b.keys, where)
-            else:
-                codes = self.prompts.intern_ids(b.keys.to_pylist(), create)
+            codes = self.prompts.intern(b.ids, b.msgs, create)
             rows.code[at] = codes.astype(np.int32)[rows.code[at]]
 
     # -- layouts -----------------------------------------------------------------------------
@@ -576,7 +559,7 @@ class _Reader:
     def _join(self, rows: _Rows, scores) -> np.ndarray:
         """Each sample's reward from the score rows (NaN where a sample has none)."""
         r_files, (batches, r) = scores
-        self._codes(r_files, batches, r, create=False)
+        self._codes(batches, r, create=False)
         width = int(max(rows.idx.max(initial=0), r.idx.max(initial=0))) + 1
         key = rows.code * np.int64(width) + rows.idx
         r_key = r.code * np.int64(width) + r.idx
@@ -599,7 +582,7 @@ class _Reader:
                   table=None, scores=None) -> Pool:  # fmt: skip
         """Group the source rows by prompt in sample order (a sort only when they are not
         already), check each sample is there once, keep the usable ones."""
-        self._codes(files, batches, rows)
+        self._codes(batches, rows)
         codes, idx = rows.code, rows.idx
         starts = _starts(batches, len(files.paths))
         flat = {}
