@@ -53,6 +53,7 @@ def make_pool(n_prompts: int, n_samples: int, seed: int = 0) -> Pool:
         offsets=np.arange(0, n_prompts * n_samples + 1, n_samples, dtype=np.int64),
         sample_idx=np.tile(np.arange(n_samples, dtype=np.int64), n_prompts),
         rewards=rewards,
+        src_row=None,
         texts=SyntheticTexts(),
         responses_in=len(rewards),
     )
