@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -234,3 +235,28 @@ def test_the_stage_gives_back_the_memory_settings_it_changes(tmp_path):
     pool, huge = pa.default_memory_pool().backend_name, _get_madvise_hugepage()
     run_pair(_write_pool("long_parquet", tmp_path, _prompts()), tmp_path / "out")
     assert (pa.default_memory_pool().backend_name, _get_madvise_hugepage()) == (pool, huge)
+
+
+def test_a_bad_file_stops_the_reading_threads_early(tmp_path, monkeypatch):
+    """An error in the first of many files is reported without reading the others first."""
+    from sweetspot.pairs.source import Files
+
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for s in range(60):
+        rows = [
+            {"prompt": f"p{s}", "sample_idx": k, "response": "r", "reward": 1.0} for k in range(4)
+        ]
+        rows[2]["sample_idx"] = -1 if s == 0 else 2
+        pq.write_table(pa.Table.from_pylist(rows), folder / f"part-{s:05d}.parquet")
+    opened, batches = [], Files.batches
+
+    def counted(self, f, keys):
+        opened.append(f)
+        time.sleep(0.02)  # files slow enough that the error comes before the rest are read
+        yield from batches(self, f, keys)
+
+    monkeypatch.setattr(Files, "batches", counted)
+    e = _error(folder)
+    assert e.file.endswith("part-00000.parquet") and (e.row, e.field) == (3, "sample_idx")
+    assert len(opened) < 20

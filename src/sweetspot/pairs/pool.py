@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -44,8 +44,14 @@ _LONG = ["prompt", "prompt_id", "sample_idx", "reward", "finish_reason"]
 HOLD_TEXT_BYTES = 384 << 20  # a pool with less text keeps it from pass 1 (no pass 2)
 
 
-def workers() -> int:
-    return min(8, os.cpu_count() or 1)
+def in_threads(fn: Callable, items) -> list:
+    """``fn`` over ``items`` in worker threads (files: pyarrow decodes without the GIL), the
+    results in order; on an error the work not yet started is dropped."""
+    ex = ThreadPoolExecutor(min(8, os.cpu_count() or 1))
+    try:
+        return list(ex.map(fn, items))
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 class TextSource:
@@ -209,8 +215,7 @@ class PoolTexts(TextSource):
                     blank.append(start + blank_rows(col))
             return texts, blank, prints
 
-        with ThreadPoolExecutor(workers()) as ex:
-            got = list(ex.map(one, todo))
+        got = in_threads(one, todo)
         self.reads += len(wanted)
         texts = [t for g in got for t in g[0]]
         out = pa.concat_arrays(texts) if texts else pa.array([], pa.large_string())
@@ -468,8 +473,7 @@ class _Reader:
                     rows.put(batch)
             return out
 
-        with ThreadPoolExecutor(workers()) as ex:
-            batches = [b for got in ex.map(one, range(len(files.paths))) for b in got]
+        batches = [b for got in in_threads(one, range(len(files.paths))) for b in got]
         return batches, rows if rows is not None else _Rows.of(batches)
 
     def _long_batch(self, files: Files, i: int, start: int, b: dict) -> _Batch:
@@ -741,6 +745,7 @@ __all__ = [
     "PoolTexts",
     "TextSource",
     "blank_rows",
+    "in_threads",
     "load_pool",
     "quick_memory",
 ]
