@@ -459,7 +459,9 @@ class _Reader:
         order and their rows (copied in place as they come when the number of rows is known)."""
         text = "responses" if "responses" in files.cols else "response"
         self.hold = 0 < files.bytes_of(text) <= HOLD_TEXT_BYTES  # else read again in pass 2
-        keys = keys or [k for k in files.cols if k != "response" or self.hold]
+        unread = {"response"} if not self.hold else set()
+        unread |= {"finish_reason"} if not self.exclude_truncated else set()  # not needed
+        keys = keys or [k for k in files.cols if k not in unread]
         counts = None if keys.count("responses") else files.row_counts()
         rows = None if counts is None else _Rows.empty(int(counts.sum()))
         starts = None if counts is None else np.concatenate([[0], np.cumsum(counts)])
