@@ -260,3 +260,35 @@ def test_a_bad_file_stops_the_reading_threads_early(tmp_path, monkeypatch):
     e = _error(folder)
     assert e.file.endswith("part-00000.parquet") and (e.row, e.field) == (3, "sample_idx")
     assert len(opened) < 20
+
+
+def test_the_reading_threads_report_each_file_in_order():
+    from sweetspot.pairs.pool import in_threads
+
+    ticks = []
+    got = in_threads(lambda x: x * x, range(5), lambda done, total: ticks.append((done, total)))
+    assert got == [0, 1, 4, 9, 16] and ticks == [(k, 5) for k in range(1, 6)]
+
+
+def test_the_progress_bar_counts_the_files_of_each_pass(tmp_path, monkeypatch):
+    import re
+
+    from rich.console import Console
+
+    import sweetspot.progress as progress
+
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for s in range(5):
+        rows = [
+            {"prompt": f"p{s}", "sample_idx": k, "response": f"r{k}", "reward": float(k)}
+            for k in range(4)
+        ]
+        pq.write_table(pa.Table.from_pylist(rows), folder / f"part-{s:05d}.parquet")
+    bar = progress.progress_bar
+    with open(tmp_path / "bar.txt", "w") as f:
+        console = Console(file=f, force_terminal=True, width=120)
+        monkeypatch.setattr(progress, "progress_bar", lambda *a, **k: bar(*a, **k, console=console))
+        run_pair(folder, tmp_path / "out", PairConfig(strategies=["sweet-spot"], progress=True))
+    shown = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", (tmp_path / "bar.txt").read_text())
+    assert "5/5 files" in shown and "4/4 steps" in shown

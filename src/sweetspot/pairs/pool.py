@@ -44,12 +44,18 @@ _LONG = ["prompt", "prompt_id", "sample_idx", "reward", "finish_reason"]
 HOLD_TEXT_BYTES = 384 << 20  # a pool with less text keeps it from pass 1 (no pass 2)
 
 
-def in_threads(fn: Callable, items) -> list:
+def in_threads(fn: Callable, items, tick: Callable | None = None) -> list:
     """``fn`` over ``items`` in worker threads (files: pyarrow decodes without the GIL), the
-    results in order; on an error the work not yet started is dropped."""
+    results in order, ``tick(done, total)`` after each; on an error the work not yet started is
+    dropped."""
+    items, out = list(items), []
     ex = ThreadPoolExecutor(min(8, os.cpu_count() or 1))
     try:
-        return list(ex.map(fn, items))
+        for got in ex.map(fn, items):
+            out.append(got)
+            if tick is not None:
+                tick(len(out), len(items))
+        return out
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
 
@@ -184,6 +190,7 @@ class PoolTexts(TextSource):
     flat: dict[int, np.ndarray] = field(default_factory=dict)  # wide: each row's first item
     held: list[list[tuple[int, pa.Array]]] | None = None
     reads: int = 0
+    tick: Callable | None = None  # progress: tick(files done, files)
 
     def take(self, rows: np.ndarray) -> pa.Array:
         src = np.asarray(rows, dtype=np.int64)
@@ -215,7 +222,7 @@ class PoolTexts(TextSource):
                     blank.append(start + blank_rows(col))
             return texts, blank, prints
 
-        got = in_threads(one, todo)
+        got = in_threads(one, todo, self.tick)
         self.reads += len(wanted)
         texts = [t for g in got for t in g[0]]
         out = pa.concat_arrays(texts) if texts else pa.array([], pa.large_string())
@@ -351,6 +358,7 @@ def load_pool(
     exclude_truncated: bool = False,
     max_samples: int | None = None,
     defer_blank: bool = False,
+    tick: Callable[[int, int], None] | None = None,
 ) -> Pool:
     """Read a scored pool at ``path`` (a file, a folder of shards, a glob, or a run folder);
     the texts stay in the files until a pair needs them (``pool.texts``).
@@ -364,6 +372,7 @@ def load_pool(
 
     ``defer_blank``: leave the texts unread — the empty responses are then found while the
     picked texts are read (:meth:`PoolTexts.scan`) and taken out with :meth:`Pool.without`.
+    ``tick(done, total)`` follows the files of each pass over them.
     """
     cols = dict(DEFAULT_COLUMNS)
     for k, v in (columns or {}).items():
@@ -371,7 +380,8 @@ def load_pool(
             raise InputError(f"unknown column key {k!r}; use one of {', '.join(cols)}")
         cols[k] = (v,)
     with quick_memory():
-        pool = _Reader(Path(path), str(path), cols, exclude_truncated, max_samples).read(prompts)
+        reader = _Reader(Path(path), str(path), cols, exclude_truncated, max_samples, tick)
+        pool = reader.read(prompts)
         if not defer_blank:
             blank = pool.texts.scan(np.zeros(0, np.int64))[1]
             pool = pool.without(blank) if len(blank) else pool
@@ -404,6 +414,7 @@ class _Reader:
     cols: dict
     exclude_truncated: bool
     max_samples: int | None
+    tick: Callable | None = None  # progress: tick(files done, files)
     prompts: _Prompts = field(default_factory=_Prompts)
     hold: bool = False  # keep the texts read in pass 1
 
@@ -475,7 +486,7 @@ class _Reader:
                     rows.put(batch)
             return out
 
-        batches = [b for got in in_threads(one, range(len(files.paths))) for b in got]
+        batches = [b for got in in_threads(one, range(len(files.paths)), self.tick) for b in got]
         return batches, rows if rows is not None else _Rows.of(batches)
 
     def _long_batch(self, files: Files, i: int, start: int, b: dict) -> _Batch:
@@ -643,7 +654,7 @@ class _Reader:
             sample_idx=idx,
             rewards=reward,
             src_row=src_row,
-            texts=PoolTexts(files, files.paths, starts, key, src_row, flat, held),
+            texts=PoolTexts(files, files.paths, starts, key, src_row, flat, held, tick=self.tick),
             responses_in=len(status) - counts[OUTSIDE],
             dropped=dropped,
             layout=layout,

@@ -56,6 +56,7 @@ def run_pair(
             exclude_truncated=cfg.exclude_truncated,
             max_samples=cfg.max_samples,
             defer_blank=True,
+            tick=step.files,
         )
         seconds["load"], t = time.perf_counter() - t, time.perf_counter()
         step(STEPS[1])
@@ -93,18 +94,37 @@ def run_pair(
     return results
 
 
+class _Steps:
+    """``step(name)`` moves a progress bar over the stage's steps, ``step.files(done, total)``
+    one over the files of the step that reads them (no-ops without a bar)."""
+
+    def __init__(self, bar=None) -> None:
+        self.bar, self.file_task = bar, None
+        self.task = bar.add_task(STEPS[0], total=len(STEPS), unit="steps") if bar else None
+
+    def __call__(self, name: str) -> None:
+        if self.bar:
+            self.bar.update(self.task, description=name, completed=STEPS.index(name))
+
+    def files(self, done: int, total: int) -> None:
+        if self.bar and self.file_task is None:
+            self.file_task = self.bar.add_task("files", total=total, unit="files")
+        if self.bar:
+            self.bar.update(self.file_task, completed=done, total=total)
+
+
 @contextlib.contextmanager
 def _steps(enabled: bool):
-    """``step(name)`` moves a progress bar over the stage's steps (a no-op when off)."""
+    """The stage's :class:`_Steps` (no bar when off)."""
     if not enabled:
-        yield lambda name: None
+        yield _Steps()
         return
     from sweetspot.progress import progress_bar
 
-    with progress_bar("steps") as bar:
-        task = bar.add_task(STEPS[0], total=len(STEPS))
-        yield lambda name: bar.update(task, description=name, completed=STEPS.index(name))
-        bar.update(task, completed=len(STEPS))
+    with progress_bar("{task.fields[unit]}") as bar:
+        steps = _Steps(bar)
+        yield steps
+        bar.update(steps.task, completed=len(STEPS))
 
 
 def _select(pool: Pool, strategies, cfg: PairConfig):
