@@ -4,8 +4,8 @@ pair per strategy, with provenance and diagnostics.
     from sweetspot.pairs import PairConfig, run_pair
     stats = run_pair("scored.jsonl", "pairs/", PairConfig(strategies=["sweet-spot", "grid"]))
 
-The stage is in ``sweetspot.pairs.stage`` (DuckDB reads each prompt's rewards grouped, numpy
-picks, DuckDB joins back the picked texts and writes the pairs), its options in
+The stage is in ``sweetspot.pairs.stage`` (pyarrow reads each prompt's rewards in sample order,
+numpy picks, one more pass over the texts takes the picked ones), its options in
 ``sweetspot.pairs.config``.
 """
 
