@@ -394,7 +394,10 @@ def quick_memory():
     default mimalloc made reading the texts of 61,135 x 64 responses 1.5x slower), numpy's
     large arrays on 4 KB pages (where the kernel compacts memory for huge pages on demand,
     first touching a fresh array after pyarrow's reads stalled 5-10x longer)."""
-    from numpy._core.multiarray import _get_madvise_hugepage, _set_madvise_hugepage
+    try:  # numpy's own switch (numpy 2: _core, numpy 1: core)
+        from numpy._core.multiarray import _get_madvise_hugepage, _set_madvise_hugepage
+    except ImportError:
+        from numpy.core.multiarray import _get_madvise_hugepage, _set_madvise_hugepage
 
     huge, pool = _get_madvise_hugepage(), pa.default_memory_pool()
     _set_madvise_hugepage(False)
