@@ -45,4 +45,9 @@ def prompt_id(messages: list[Message] | str) -> str:
     """First 16 hex digits of sha256 over the canonical JSON of the prompt's messages."""
     if isinstance(messages, str):
         messages = to_messages(messages)
-    return hashlib.sha256(canonical_json(messages).encode("utf-8")).hexdigest()[:16]
+    return id_of_canonical(canonical_json(messages))
+
+
+def id_of_canonical(canonical: str) -> str:
+    """The prompt id of messages already written as canonical JSON (:func:`canonical_json`)."""
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]

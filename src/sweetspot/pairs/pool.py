@@ -183,7 +183,6 @@ class PoolTexts(TextSource):
     source rows."""
 
     files: Files
-    paths: list[Path]
     starts: np.ndarray
     key: str  # "response", or "responses" (wide: lists flattened)
     src_row: np.ndarray | None
@@ -208,7 +207,7 @@ class PoolTexts(TextSource):
         from sweetspot.pairs.identical import fingerprints
 
         at = np.searchsorted(wanted, self.starts)
-        todo = [i for i in range(len(self.paths)) if blanks or at[i] < at[i + 1]]
+        todo = [i for i in range(len(self.files.paths)) if blanks or at[i] < at[i + 1]]
 
         def one(i: int) -> tuple[list[pa.Array], list[np.ndarray], list[np.ndarray]]:
             want = wanted[at[i] : at[i + 1]]
@@ -241,7 +240,7 @@ class PoolTexts(TextSource):
         if self.held is not None:
             yield from self.held[i]
             return
-        for start, b in self.files.batches(self.paths[i], [self.key]):
+        for start, b in self.files.batches(self.files.paths[i], [self.key]):
             col = b[self.key]
             if self.key == "responses":
                 start, col = int(self.flat[i][start]), pc.list_flatten(col)
@@ -427,15 +426,16 @@ class _Reader:
         path = self.path
         samples, scores = SCORE.path(path, "samples"), SCORE.path(path, "scores")
         if path.is_dir() and samples.is_dir():
-            if not scores.is_dir() or not any(
-                p.suffix in (".parquet", ".jsonl") for p in scores.iterdir()
-            ):
+            scored = scores.is_dir() and [
+                p for p in sorted(scores.iterdir()) if p.suffix in (".parquet", ".jsonl")
+            ]
+            if not scored:
                 raise InputError(
                     "this folder has samples but no scores yet: run `sweetspot score --input "
                     f"{path}` first, then pair",
                     file=str(path),
                 )
-            return self._stage(samples, scores)
+            return self._stage(samples, scored)
         table = Path(prompts) if prompts else None
         if table is None and path.is_dir() and (path / "prompts.parquet").exists():
             table = path / "prompts.parquet"
@@ -561,11 +561,10 @@ class _Reader:
 
     # -- layouts -----------------------------------------------------------------------------
 
-    def _stage(self, samples: Path, scores: Path) -> Pool:
+    def _stage(self, samples: Path, r_paths: list[Path]) -> Pool:
         s_files = Files(table_files(samples), self.cols)
         s_files.resolve(["prompt_id", "sample_idx", "response", "finish_reason"],
                         ["prompt_id", "sample_idx", "response"])  # fmt: skip
-        r_paths = sorted(p for p in scores.iterdir() if p.suffix in (".parquet", ".jsonl"))
         r_files = Files(r_paths, {**self.cols, "reward_model": ("reward_model",)})
         r_files.resolve(["prompt_id", "sample_idx", "reward", "reward_model"],
                         ["prompt_id", "sample_idx", "reward"])  # fmt: skip
@@ -657,7 +656,7 @@ class _Reader:
             sample_idx=idx,
             rewards=reward,
             src_row=src_row,
-            texts=PoolTexts(files, files.paths, starts, key, src_row, flat, held, tick=self.tick),
+            texts=PoolTexts(files, starts, key, src_row, flat, held, tick=self.tick),
             responses_in=len(status) - counts[OUTSIDE],
             dropped=dropped,
             layout=layout,

@@ -3,7 +3,6 @@ table, and the line and field of a JSONL file that pyarrow's JSON reader rejecte
 
 from __future__ import annotations
 
-import hashlib
 import numbers
 from collections.abc import Callable
 from json.encoder import encode_basestring as _enc
@@ -14,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sweetspot.errors import InputError
-from sweetspot.ids import prompt_id, to_messages
+from sweetspot.ids import id_of_canonical, prompt_id, to_messages
 from sweetspot.io import MESSAGE_TYPE, MESSAGES_TYPE, iter_jsonl_rows, jsonl_problem
 from sweetspot.pairs.arrays import to_numpy
 
@@ -44,10 +43,6 @@ def is_text(t: pa.DataType) -> bool:
 
 def is_list(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t)
-
-
-def _hash_id(canonical: str) -> str:
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
 def _user_messages(texts: pa.Array) -> pa.Array:
@@ -89,7 +84,9 @@ def prompt_messages(
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
     if is_text(values.type) and not values.null_count:
-        pids = [_hash_id(f'[{{"content":{_enc(t)},"role":"user"}}]') for t in values.to_pylist()]
+        pids = [
+            id_of_canonical(f'[{{"content":{_enc(t)},"role":"user"}}]') for t in values.to_pylist()
+        ]
         return pids, _user_messages(values)
     if _plain_messages(values):
         flat = pc.list_flatten(values)
@@ -99,7 +96,7 @@ def prompt_messages(
         offsets = to_numpy(values.offsets, np.int64)
         offsets = offsets - offsets[0]
         pids = [
-            _hash_id(
+            id_of_canonical(
                 "["
                 + ",".join(f'{{"content":{contents[k]},"role":{roles[k]}}}' for k in range(a, b))
                 + "]"

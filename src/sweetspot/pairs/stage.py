@@ -145,11 +145,11 @@ def _fetch(pool: Pool, builder, selections, strategies, cfg: PairConfig):
         more = np.setdiff1d(need, src)
         if len(more):
             extra, _, more_prints = pool.texts.scan(more, blanks=False)
-            src, fetched = np.concatenate([src, more]), pa.concat_arrays([fetched, extra])
-            prints = np.concatenate([prints, more_prints])
-    order = np.argsort(src)
-    texts = FetchedTexts(src[order], fetched.take(pa.array(order)), pool.src_row, prints[order])
-    return pool, builder, selections, texts
+            order = np.argsort(np.concatenate([src, more]))  # src alone is sorted already
+            src = np.concatenate([src, more])[order]
+            fetched = pa.concat_arrays([fetched, extra]).take(pa.array(order))
+            prints = np.concatenate([prints, more_prints])[order]
+    return pool, builder, selections, FetchedTexts(src, fetched, pool.src_row, prints)
 
 
 def _provenance(path: Path, pool: Pool) -> dict[str, str | None]:
