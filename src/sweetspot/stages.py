@@ -133,12 +133,6 @@ class StageSpec:
         """The stage's whole output in ``folder`` (what a rerun replaces)."""
         return [self.path(folder, name) for name in self.roots]
 
-    def has_output(self, folder: str | Path) -> bool:
-        """Whether ``folder`` holds this stage's output (its first root exists and is not
-        empty)."""
-        p = self.root_paths(folder)[0] if self.roots else None
-        return p is not None and p.exists() and (p.is_file() or any(p.iterdir()))
-
 
 def compare_keys(
     old: dict[str, Any], new: dict[str, Any], growable: tuple[str, ...] = ()
