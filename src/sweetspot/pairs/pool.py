@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from sweetspot.errors import InputError
 from sweetspot.io import MESSAGES_TYPE
 from sweetspot.pairs.context import PoolContext
-from sweetspot.pairs.prompts import DEFAULT_COLUMNS, is_text, load_prompt_table, prompt_messages
+from sweetspot.pairs.prompts import DEFAULT_COLUMNS, load_prompt_table, prompt_messages
 from sweetspot.pairs.source import Files, located, table_files
 
 # Why a response is left out (the order is the order of the checks).
@@ -257,71 +257,21 @@ def blank_rows(texts: pa.Array) -> np.ndarray:
 
 
 @dataclass
-class _Batch:
-    """One batch of pass 1: the ids of its prompts (and their messages, where the rows carry
-    them) and, until :class:`_Rows` takes them, each row's position among the ids
-    (``index``), sample index, reward and truncated flag; wide rows' list lengths (``lens``);
-    ``g0``: the source row of its first row."""
-
-    file: int
-    start: int
-    ids: list[str]
-    msgs: pa.Array | None
-    index: np.ndarray | None
-    idx: np.ndarray | None
-    reward: np.ndarray | None
-    truncated: np.ndarray | None = None
-    lens: np.ndarray | None = None
-    models: list = field(default_factory=list)
-    texts: pa.Array | None = None  # kept from pass 1 (a small pool)
-    n: int = 0
-    g0: int = 0
-
-    def __post_init__(self) -> None:
-        self.n = len(self.idx)
-        if self.index is None:  # one key per row (per file row when wide)
-            ks = np.arange(len(self.ids), dtype=np.int32)
-            self.index = ks if self.lens is None else np.repeat(ks, self.lens)
-
-
-@dataclass
 class _Rows:
-    """Pass 1's arrays over all source rows: ``code`` holds each row's position among its
-    batch's ids until :meth:`_Reader._codes` turns it into the prompt code; ``status`` is
-    USABLE, NON_FINITE or TRUNCATED (rows without rewards: USABLE or TRUNCATED)."""
+    """Pass 1 over all source rows (a wide row's list items count one row each): each row's
+    prompt code, sample index, reward (None: the files have no rewards) and status (USABLE,
+    NON_FINITE or TRUNCATED); ``starts``: each file's first source row (and the total);
+    ``flat``: per wide file, each file row's first item; ``texts``: per file, its chunks' first
+    source row and texts, where pass 1 kept them (a small pool); ``models``: reward models."""
 
     code: np.ndarray
     idx: np.ndarray
-    reward: np.ndarray
+    reward: np.ndarray | None
     status: np.ndarray
-
-    @classmethod
-    def empty(cls, n: int) -> _Rows:
-        return cls(np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n), np.empty(n, np.int8))
-
-    def put(self, b: _Batch) -> None:
-        """Copy the batch's arrays in at its rows (worker threads: rows of their own)."""
-        at = slice(b.g0, b.g0 + b.n)
-        self.code[at], self.idx[at] = b.index, b.idx
-        status = self.status[at]
-        if b.reward is None:
-            status[:] = USABLE
-        else:
-            self.reward[at] = b.reward
-            np.copyto(status, np.where(np.isfinite(b.reward), USABLE, NON_FINITE))
-        if b.truncated is not None:
-            status[(status == USABLE) & b.truncated] = TRUNCATED
-        b.index = b.idx = b.reward = b.truncated = None
-
-    @classmethod
-    def of(cls, batches: list[_Batch]) -> _Rows:
-        """The rows of batches whose number was not known before reading (JSONL, wide)."""
-        rows = cls.empty(sum(b.n for b in batches))
-        g0 = 0
-        for b in batches:
-            b.g0, g0 = g0, g0 + b.n
-            rows.put(b)
-        return rows
+    starts: np.ndarray
+    flat: dict[int, np.ndarray] = field(default_factory=dict)
+    texts: list[list[tuple[int, pa.Array]]] | None = None
+    models: list[str] = field(default_factory=list)
 
 
 class _Prompts:
@@ -418,7 +368,6 @@ class _Reader:
     max_samples: int | None
     tick: Callable | None = None  # progress: tick(files done, files)
     prompts: _Prompts = field(default_factory=_Prompts)
-    hold: bool = False  # keep the texts read in pass 1
 
     def read(self, prompts) -> Pool:
         from sweetspot.stages import SCORE
@@ -443,8 +392,7 @@ class _Reader:
         if files.layout() == "wide":
             wide = ["prompt", "responses", "rewards"]
             files.resolve(wide, wide)
-            scan = self._scan(files, self._wide_batch, wide)  # list lengths need responses
-            return self._assemble(files, *scan, "wide")
+            return self._assemble(files, self._wide(files), "wide")
         if not files.paths:
             raise InputError("the pool is empty: no rows found", file=self.text)
         files.resolve([*_LONG, "response"], ["sample_idx", "response", "reward"])
@@ -462,102 +410,107 @@ class _Reader:
                 file=str(files.paths[0]),
                 field=files.cols["prompt_id"],
             )
-        table = _background(load_prompt_table, table) if by_id else None
-        return self._assemble(files, *self._scan(files, self._long_batch), "long", table)
+        table = background(load_prompt_table, table) if by_id else None
+        return self._assemble(files, self._long(files), "long", table)
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _scan(self, files: Files, fn, keys: list[str] | None = None):
-        """``fn(files, file number, start, batch)`` over every batch of every file (the fields
-        ``keys``, default all but the texts), files in parallel threads; the batches in file
-        order and their rows (copied in place as they come when the number of rows is known)."""
-        text = "responses" if "responses" in files.cols else "response"
-        self.hold = 0 < files.bytes_of(text) <= HOLD_TEXT_BYTES  # else read again in pass 2
-        unread = {"response"} if not self.hold else set()
-        unread |= {"finish_reason"} if not self.exclude_truncated else set()  # not needed
-        keys = keys or [k for k in files.cols if k not in unread]
-        counts = None if keys.count("responses") else files.row_counts()
-        rows = None if counts is None else _Rows.empty(int(counts.sum()))
-        starts = None if counts is None else np.concatenate([[0], np.cumsum(counts)])
-
-        def one(i: int) -> list[_Batch]:
-            out = []
-            for start, b in files.batches(files.paths[i], keys):
-                out.append(batch := fn(files, i, start, b))
-                if rows is not None:
-                    batch.g0 = int(starts[i]) + start
-                    rows.put(batch)
-            return out
-
-        batches = [b for got in in_threads(one, range(len(files.paths)), self.tick) for b in got]
-        return batches, rows if rows is not None else _Rows.of(batches)
-
-    def _long_batch(self, files: Files, i: int, start: int, b: dict) -> _Batch:
+    def _long(self, files: Files, create: bool = True) -> _Rows:
+        """Pass 1 over long rows (one row per response); ``create``: new prompts get codes
+        (else -1: score rows of prompts without samples)."""
         key = "prompt" if "prompt" in files.cols else "prompt_id"
-        idx, keys = b["sample_idx"], b[key]
-        _null(files, i, start, idx, "missing sample index", "sample_idx")
-        idx = np.asarray(idx.cast(pa.int64()))
+        keys = [key, "sample_idx"] + [k for k in ("reward", "reward_model") if k in files.cols]
+        if self.exclude_truncated and "finish_reason" in files.cols:
+            keys.append("finish_reason")
+        hold = 0 < files.bytes_of("response") <= HOLD_TEXT_BYTES  # else read again in pass 2
+        models: set[str] = set()
+
+        def shrink(i: int, start: int, b: dict) -> dict:
+            _null(files, i, start, b[key], f"missing prompt{' id' * (key == 'prompt_id')}", key)
+            return _numbers(files, i, start, b, models)
+
+        data, starts, chunk_files = files.read(keys + ["response"] * hold, self.tick, shrink)
+        idx = data.pop("sample_idx")
         if (neg := np.flatnonzero(idx < 0)).size:
-            _fail(files, i, start + int(neg[0]), "sample index must be >= 0", "sample_idx")
-        missing = "missing prompt id" if key == "prompt_id" else "missing prompt"
-        _null(files, i, start, keys, missing, key)
-        if is_text(keys.type):
-            keys = pc.dictionary_encode(keys)
+            _fail(files, *_file_row(starts, int(neg[0])), "sample index must be >= 0", "sample_idx")
+        code = self._codes(data.pop(key), files, starts, key, create)
+        rows = self._rows(code, idx, data, starts)
+        rows.texts = _held(data.get("response"), chunk_files, len(files.paths))
+        rows.models = sorted(models)
+        return rows
+
+    def _wide(self, files: Files) -> _Rows:
+        """Pass 1 over wide rows (one row per prompt, lists of responses and rewards)."""
+        hold = 0 < files.bytes_of("responses") <= HOLD_TEXT_BYTES
+
+        def shrink(i: int, start: int, b: dict) -> dict:  # list lengths need the responses
+            resp, rew = b["responses"], b["rewards"]
+            for arr, k in ((resp, "responses"), (rew, "rewards")):
+                _null(files, i, start, arr, "missing list", k)
+            nt = np.asarray(pc.list_value_length(resp), dtype=np.int64)
+            nr = np.asarray(pc.list_value_length(rew), dtype=np.int64)
+            if (pos := np.flatnonzero(nt != nr)).size:
+                j = int(pos[0])
+                msg = f"{nr[j]} rewards for {nt[j]} responses: lists must have equal length"
+                _fail(files, i, start + j, msg, "rewards")
+            _null(files, i, start, b["prompt"], "missing prompt", "prompt")
+            out = {"prompt": b["prompt"], "lens": nt, "reward": pc.list_flatten(rew)}
+            out = _numbers(files, i, start, out, set())
+            return {**out, "response": pc.list_flatten(resp)} if hold else out
+
+        data, file_rows, chunk_files = files.read(
+            ["prompt", "responses", "rewards"], self.tick, shrink
+        )
+        prompts = data.pop("prompt")
+        lens = data.pop("lens")
+        firsts = np.concatenate([[0], np.cumsum(lens)])
+        code = np.repeat(self._codes(prompts, files, file_rows, "prompt"), lens)
+        idx = np.arange(firsts[-1]) - np.repeat(firsts[:-1], lens)
+        rows = self._rows(code, idx, data, firsts[file_rows])
+        for i in range(len(files.paths)):
+            a, b = file_rows[i], file_rows[i + 1]
+            rows.flat[i] = firsts[a : b + 1] - firsts[a]
+        rows.texts = _held(data.get("response"), chunk_files, len(files.paths))
+        return rows
+
+    def _codes(self, prompts: pa.ChunkedArray, files: Files, starts, key: str, create=True):
+        """The prompt code of each row (prompts hashed once per distinct value); a bad prompt
+        names the first row that has it."""
         index = None
-        if pa.types.is_dictionary(keys.type):
-            keys, index = keys.dictionary, np.asarray(keys.indices)
-        ids, msgs = self._ids(files, i, start, keys, index)
-        reward = _rewards(b["reward"]) if "reward" in b else None
-        out = _Batch(i, start, ids, msgs, index, idx, reward, self._truncated(b))
-        out.texts = b.get("response")
-        if (m := b.get("reward_model")) is not None and len(m) > m.null_count:
-            m = m.dictionary if pa.types.is_dictionary(m.type) else pc.unique(m)
-            out.models = [v for v in m.to_pylist() if v is not None]
-        return out
+        if pa.types.is_dictionary(prompts.type):
+            prompts = prompts.combine_chunks()  # one dictionary for all files
+            values, index = prompts.dictionary, np.asarray(prompts.indices)
+            used = np.zeros(len(values), bool)
+            used[index] = True
+            if not used.all():  # a dictionary may hold values no row uses
+                values = values.filter(pa.array(used))
+                index = (np.cumsum(used) - 1).astype(np.int32)[index]
+        else:
+            values = prompts.combine_chunks()
+        if key == "prompt_id":
+            ids, msgs = values.to_pylist(), None
+        else:
 
-    def _wide_batch(self, files: Files, i: int, start: int, b: dict) -> _Batch:
-        resp, rew = b["responses"], b["rewards"]
-        for arr, k in ((resp, "responses"), (rew, "rewards")):
-            _null(files, i, start, arr, "missing list", k)
-        nt = np.asarray(pc.list_value_length(resp), dtype=np.int64)
-        nr = np.asarray(pc.list_value_length(rew), dtype=np.int64)
-        if (pos := np.flatnonzero(nt != nr)).size:
-            j = int(pos[0])
-            msg = f"{nr[j]} rewards for {nt[j]} responses: lists must have equal length"
-            _fail(files, i, start + j, msg, "rewards")
-        _null(files, i, start, b["prompt"], "missing prompt", "prompt")
-        firsts = np.concatenate([[0], np.cumsum(nt)])
-        idx = np.arange(firsts[-1]) - np.repeat(firsts[:-1], nt)
-        ids, msgs = self._ids(files, i, start, b["prompt"], None)
-        out = _Batch(i, start, ids, msgs, None, idx, _rewards(pc.list_flatten(rew)), lens=nt)
-        out.texts = pc.list_flatten(resp) if self.hold else None
-        return out
+            def bad(j: int, msg: str) -> InputError:
+                i, row = _file_row(starts, j if index is None else int(np.argmax(index == j)))
+                file, line = located(files.paths[i], row)
+                return InputError(msg, file=file, row=line, field=files.field_name(key))
 
-    def _truncated(self, b: dict) -> np.ndarray | None:
-        fr = b.get("finish_reason")
-        if not self.exclude_truncated or fr is None or fr.null_count == len(fr):
-            return None
-        return np.asarray(pc.fill_null(pc.equal(fr, "length"), False), dtype=bool)
+            ids, msgs = prompt_messages(values, bad)
+        codes = self.prompts.intern(ids, msgs, create).astype(np.int32)
+        if index is None or np.array_equal(codes, np.arange(len(codes))):
+            return codes if index is None else index  # new prompts in dictionary order
+        return codes[index]
 
-    def _ids(self, files: Files, i: int, start: int, keys: pa.Array, index) -> tuple:
-        """Prompt ids (and messages, where the rows carry their prompts) of distinct ``keys``;
-        a bad prompt names the first row that has it (``index``: each row's key)."""
-        if "prompt" not in files.cols:
-            return keys.to_pylist(), None
-
-        def where(j: int, msg: str) -> InputError:
-            row = start + (j if index is None else int(np.argmax(index == j)))
-            file, line = located(files.paths[i], row)
-            return InputError(msg, file=file, row=line, field=files.field_name("prompt"))
-
-        return prompt_messages(keys, where)
-
-    def _codes(self, batches: list[_Batch], rows: _Rows, create: bool = True) -> None:
-        """Turn ``rows.code`` into prompt codes (given in order of first use)."""
-        for b in batches:
-            at = slice(b.g0, b.g0 + b.n)
-            codes = self.prompts.intern(b.ids, b.msgs, create)
-            rows.code[at] = codes.astype(np.int32)[rows.code[at]]
+    def _rows(self, code: np.ndarray, idx: np.ndarray, data: dict, starts: np.ndarray) -> _Rows:
+        """The status of pass 1's rows (from their rewards and truncated flags)."""
+        status = np.zeros(len(idx), np.int8)  # USABLE
+        reward = data.pop("reward", None)
+        if reward is not None:
+            status[~np.isfinite(reward)] = NON_FINITE
+        if (truncated := data.pop("finish_reason", None)) is not None:
+            status[(status == USABLE) & truncated] = TRUNCATED
+        return _Rows(code, idx, reward, status, starts)
 
     # -- layouts -----------------------------------------------------------------------------
 
@@ -568,17 +521,16 @@ class _Reader:
         r_files = Files(r_paths, {**self.cols, "reward_model": ("reward_model",)})
         r_files.resolve(["prompt_id", "sample_idx", "reward", "reward_model"],
                         ["prompt_id", "sample_idx", "reward"])  # fmt: skip
-        table = _background(load_prompt_table, self.path / "prompts.parquet")
-        samples = self._scan(s_files, self._long_batch)
-        scores = self._scan(r_files, self._long_batch)
-        pool = self._assemble(s_files, *samples, "stage", table, (r_files, scores))
-        pool.reward_models = sorted({str(m) for b in scores[0] for m in b.models})
+        table = background(load_prompt_table, self.path / "prompts.parquet")
+        rows = self._long(s_files)
+        scores = self._long(r_files, create=False)
+        pool = self._assemble(s_files, rows, "stage", table, (r_files, scores))
+        pool.reward_models = scores.models
         return pool
 
-    def _join(self, rows: _Rows, scores) -> np.ndarray:
+    def _join(self, rows: _Rows, scores: tuple[Files, _Rows]) -> np.ndarray:
         """Each sample's reward from the score rows (NaN where a sample has none)."""
-        r_files, (batches, r) = scores
-        self._codes(batches, r, create=False)
+        r_files, r = scores
         width = int(max(rows.idx.max(initial=0), r.idx.max(initial=0))) + 1
         key = rows.code * np.int64(width) + rows.idx
         r_key = r.code * np.int64(width) + r.idx
@@ -589,7 +541,7 @@ class _Reader:
         if (dup := np.flatnonzero((r_sorted[1:] == r_sorted[:-1]) & (r_sorted[1:] >= 0))).size:
             a, b = order[dup[0]], order[dup[0] + 1]
             pid = self.prompts.ids[r.code[b]]
-            self._duplicate(r_files, _starts(batches, len(r_files.paths)), a, b, pid, r.idx[b])
+            self._duplicate(r_files, r.starts, a, b, pid, r.idx[b])
         pos = np.minimum(np.searchsorted(r_sorted, key), max(len(r_sorted) - 1, 0))
         reward = np.full(len(key), np.nan)
         if len(r_sorted):
@@ -597,24 +549,10 @@ class _Reader:
             reward[hit] = r.reward[order[pos[hit]]]
         return reward
 
-    def _assemble(self, files: Files, batches: list[_Batch], rows: _Rows, layout: str,
-                  table=None, scores=None) -> Pool:  # fmt: skip
+    def _assemble(self, files: Files, rows: _Rows, layout: str, table=None, scores=None) -> Pool:
         """Group the source rows by prompt in sample order (a sort only when they are not
         already), check each sample is there once, keep the usable ones."""
-        self._codes(batches, rows)
-        codes, idx = rows.code, rows.idx
-        starts = _starts(batches, len(files.paths))
-        flat = {}
-        for b in batches:
-            if b.lens is not None:
-                flat.setdefault(b.file, []).append(b.lens)
-        flat = {i: np.concatenate([[0], np.cumsum(np.concatenate(v))]) for i, v in flat.items()}
-        held = None
-        if batches and all(b.texts is not None for b in batches):
-            held = [[] for _ in files.paths]
-            for b in batches:
-                held[b.file].append((b.g0, b.texts))
-        batches.clear()
+        codes, idx, starts, flat, held = rows.code, rows.idx, rows.starts, rows.flat, rows.texts
         reward, status = rows.reward, rows.status
         if scores is not None:
             reward = self._join(rows, scores)
@@ -706,7 +644,7 @@ class _Reader:
         )
 
 
-def _background(fn, *args) -> Future:
+def background(fn, *args) -> Future:
     """``fn(*args)`` in a thread of its own (its error is raised by ``result()``)."""
     ex = ThreadPoolExecutor(1)
     future = ex.submit(fn, *args)
@@ -725,18 +663,36 @@ def _sorted(codes: np.ndarray, idx: np.ndarray, chunk: int = 1 << 20) -> bool:
     return True
 
 
-def _rewards(r: pa.Array) -> np.ndarray:
-    """Rewards as float64, a missing one NaN (dropped as not finite)."""
-    r = r if pa.types.is_float64(r.type) else r.cast(pa.float64())
-    return np.asarray(pc.fill_null(r, np.nan) if r.null_count else r, dtype=np.float64)
+def _numbers(files: Files, i: int, start: int, b: dict, models: set[str]) -> dict:
+    """A batch's numbers as numpy arrays (copied into place by :meth:`Files.read`):
+    sample indices (a missing one is an error), rewards (a missing one NaN: dropped as not
+    finite) and truncated flags (finish_reason ``length``); reward models go into ``models``."""
+    out = dict(b)
+    if (idx := b.get("sample_idx")) is not None:
+        _null(files, i, start, idx, "missing sample index", "sample_idx")
+        out["sample_idx"] = idx.to_numpy(zero_copy_only=False)
+    if (r := b.get("reward")) is not None:
+        r = pc.fill_null(r, np.nan) if r.null_count else r
+        out["reward"] = r.to_numpy(zero_copy_only=False)
+    if (fr := b.get("finish_reason")) is not None:
+        fr = fr.dictionary_decode() if pa.types.is_dictionary(fr.type) else fr
+        out["finish_reason"] = np.asarray(pc.fill_null(pc.equal(fr, "length"), False))
+    if (m := out.pop("reward_model", None)) is not None and len(m) > m.null_count:
+        m = m.dictionary if pa.types.is_dictionary(m.type) else pc.unique(m)
+        models.update(str(v) for v in m.to_pylist() if v is not None)
+    return out
 
 
-def _starts(batches: list[_Batch], n_files: int) -> np.ndarray:
-    """The first source row of each file (and the total at the end)."""
-    rows = np.zeros(n_files + 1, np.int64)
-    for b in batches:
-        rows[b.file + 1] += b.n
-    return np.cumsum(rows)
+def _held(texts: pa.ChunkedArray | None, chunk_files: list[int], n_files: int):
+    """Per file, the first source row and texts of each of its chunks (None: none kept)."""
+    if texts is None:
+        return None
+    held: list[list[tuple[int, pa.Array]]] = [[] for _ in range(n_files)]
+    g = 0
+    for i, chunk in zip(chunk_files, texts.chunks):
+        held[i].append((g, chunk))
+        g += len(chunk)
+    return held
 
 
 def _file_row(starts: np.ndarray, g: int) -> tuple[int, int]:
@@ -759,6 +715,7 @@ __all__ = [
     "Pool",
     "PoolTexts",
     "TextSource",
+    "background",
     "blank_rows",
     "in_threads",
     "load_pool",

@@ -10,7 +10,7 @@ file, row (JSONL: line) and field.
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,6 +164,92 @@ class Files:
             check_jsonl_rows(f, start)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise json_error(str(e), f, self.used_columns) from None
+
+    def read(
+        self, keys: list[str], tick: Callable | None = None, shrink: Callable | None = None
+    ) -> tuple[dict[str, pa.ChunkedArray], np.ndarray, list[int]]:
+        """The fields ``keys`` of all files as one chunked array each over every row, files in
+        order (nulls where a file lacks a field), the first row of each file (and the total)
+        and the file of each chunk. Parquet files are read by Arrow's dataset scanner (its
+        threads, no Python per file), JSONL files one by one. ``shrink(file, first row,
+        fields)`` may replace each batch's fields as it comes (numpy arrays are concatenated);
+        ``tick(files done, files)``."""
+        types = {k: self._type(k) for k in keys if k in self.cols}
+        counts = self.row_counts()
+        total = None if counts is None else int(counts.sum())
+        out: dict[str, list] = {}
+        placed: dict[str, np.ndarray] = {}  # per-row numbers put in place (rows known before)
+        rows = np.zeros(len(self.paths) + 1, np.int64)
+        chunk_files: list[int] = []
+
+        def add(i: int, start: int, b: dict) -> int:
+            n, g = len(next(iter(b.values()))), int(rows.sum())
+            for k in keys:  # one type per field, whichever file it comes from
+                if k not in types or b[k].type != types[k]:
+                    b[k] = b[k].cast(types[k]) if k in types else pa.nulls(n)
+            for k, v in (shrink(i, start, b) if shrink else b).items():
+                if isinstance(v, np.ndarray) and total is not None and len(v) == n:
+                    placed.setdefault(k, np.empty(total, v.dtype))[g : g + n] = v
+                else:
+                    out.setdefault(k, []).append(v)
+            return n
+
+        for i, start, b in self._all_batches(types, tick):
+            rows[i + 1] += add(i, start, b)
+            chunk_files.append(i)
+        if not chunk_files:  # no row: empty fields of the same kinds
+            total = None
+            add(0, 0, {k: pa.array([], types.get(k, pa.null())) for k in keys})
+        data = placed
+        for k in list(out):  # the other numpy parts joined one field at a time
+            v = out.pop(k)
+            data[k] = np.concatenate(v) if isinstance(v[0], np.ndarray) else pa.chunked_array(v)
+        return data, np.cumsum(rows), chunk_files
+
+    def _all_batches(self, types: dict, tick: Callable | None) -> Iterator[tuple[int, int, dict]]:
+        """``(file, first row, fields)`` of every batch of every file, in order."""
+        done = 0
+        if not all(f.suffix == ".parquet" for f in self.paths):
+            for i, f in enumerate(self.paths):
+                for start, b in self.batches(f, list(types)):
+                    yield i, start, b
+                if tick:
+                    tick(i + 1, len(self.paths))
+            return
+        import pyarrow.dataset as ds
+
+        names = {c: k for k, c in self.cols.items() if k in types}
+        fmt = ds.ParquetFileFormat(
+            read_options=ds.ParquetReadOptions(
+                dictionary_columns=[c for c, k in names.items() if pa.types.is_dictionary(types[k])]
+            )
+        )
+        schema = pa.schema([pa.field(c, types[k]) for c, k in names.items()])
+        number = {str(f): i for i, f in enumerate(self.paths)}
+        data = ds.dataset([str(f) for f in self.paths], schema=schema, format=fmt)
+        last, start = -1, 0
+        for tagged in data.scanner(columns=list(names), batch_size=1 << 16).scan_batches():
+            i, b = number[tagged.fragment.path], tagged.record_batch
+            if i != last:
+                last, start, done = i, 0, done + 1
+                if tick:
+                    tick(done, len(self.paths))
+            yield i, start, {names[c]: b.column(c) for c in names}
+            start += b.num_rows
+        if tick:
+            tick(len(self.paths), len(self.paths))
+
+    def _type(self, key: str) -> pa.DataType:
+        """The type of field ``key`` over all files: integers and floats widened, few-valued
+        texts as dictionaries, else the type of the first file that has it."""
+        if key in ("sample_idx", "reward", "rewards"):
+            return _TYPES[key]
+        first = next(self.schema(f).field(self.cols[key]).type for f in self.paths
+                     if self.cols[key] in self.schema(f).names)  # fmt: skip
+        first = first.value_type if pa.types.is_dictionary(first) else first
+        if key in _DICTIONARY and is_text(first):
+            return pa.dictionary(pa.int32(), pa.string())
+        return first
 
     def _json_type(self, key: str, f: Path) -> pa.DataType:
         if key != "prompt":

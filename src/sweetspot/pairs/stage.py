@@ -11,6 +11,7 @@ each strategy's pairs are written as ``<name>.parquet|jsonl`` with statistics in
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import time
 from collections.abc import Callable
@@ -20,9 +21,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from sweetspot.pairs.build import PairBuilder
 from sweetspot.pairs.config import PairConfig
-from sweetspot.pairs.pool import TRUNCATED, USABLE, FetchedTexts, Pool, load_pool, quick_memory
+from sweetspot.pairs.pool import (
+    TRUNCATED,
+    USABLE,
+    FetchedTexts,
+    Pool,
+    background,
+    load_pool,
+    quick_memory,
+)
 from sweetspot.pairs.strategies import parse_strategies
 
 STEPS = ("read the pool", "pick", "fetch the picked texts", "write")
@@ -48,6 +56,7 @@ def run_pair(
     suffix = "jsonl" if cfg.format == "jsonl" else "parquet"
     with _steps(cfg.progress) as step, quick_memory():
         step(STEPS[0])
+        background(importlib.import_module, "sweetspot.pairs.build")  # scipy &c. while reading
         t = time.perf_counter()
         pool = load_pool(
             input_path,
@@ -128,6 +137,8 @@ def _steps(enabled: bool):
 
 
 def _select(pool: Pool, strategies, cfg: PairConfig):
+    from sweetspot.pairs.build import PairBuilder
+
     builder = PairBuilder.from_pool(pool, ddof=cfg.ddof, seed=cfg.seed, margin=cfg.margin)
     return builder, [builder.select(s) for s in strategies]
 
