@@ -14,7 +14,7 @@ from sweetspot.pairs.arrays import to_numpy
 from sweetspot.pairs.context import PoolContext
 from sweetspot.pairs.identical import identical_texts
 from sweetspot.pairs.normality import shapiro_many
-from sweetspot.pairs.pool import Pool, TextSource
+from sweetspot.pairs.pool import FetchedTexts, Pool, TextSource
 from sweetspot.pairs.strategies import SEVEN_POSITIONS, Strategy, parse_selector
 
 # Why a prompt yields no pair, in the order they are checked (SPEC §2; the first that applies
@@ -122,34 +122,34 @@ class PairBuilder:
     def finish(self, sel: Selection, texts: TextSource | None = None) -> tuple[pa.Table, dict]:
         """The pair rows and statistics of a selection, given the texts of its ``text_rows``
         (default: the pool's own text source)."""
-        ctx, strategy = self.ctx, sel.strategy
-        texts = texts or self.pool.texts
+        ctx, strategy, pool = self.ctx, sel.strategy, self.pool
         cand = np.flatnonzero(sel.undecided)
-        c_text = texts.take(sel.c_rows[cand])
-        r_text = texts.take(sel.r_rows[cand])
-        sigs = getattr(texts, "signatures", None)
-        if sigs is not None:
-            same = identical_texts(c_text, r_text, sigs(sel.c_rows[cand]), sigs(sel.r_rows[cand]))
-        else:
-            same = identical_texts(c_text, r_text)
+        c_rows, r_rows = sel.c_rows[cand], sel.r_rows[cand]
+        if not isinstance(texts, FetchedTexts):  # read the texts of the candidates once
+            rows = np.unique(np.concatenate([c_rows, r_rows]))
+            rows = rows[np.argsort(pool.source_rows(rows))]  # looked up by source row
+            texts = FetchedTexts(
+                pool.source_rows(rows), (texts or pool.texts).take(rows), pool.src_row
+            )
+        maybe = np.flatnonzero(texts.signatures(c_rows) == texts.signatures(r_rows))
+        same = identical_texts(texts.take(c_rows[maybe]), texts.take(r_rows[maybe]))
         identical = np.zeros(ctx.n_prompts, dtype=bool)
-        identical[cand[same]] = True
+        identical[cand[maybe[same]]] = True
         sel.mark(identical, "identical_text")
         c_reward = ctx.rewards[np.maximum(sel.c_rows, 0)]
         r_reward = ctx.rewards[np.maximum(sel.r_rows, 0)]
         sel.mark(~(c_reward - r_reward > self.margin), "below_margin")
         kept = np.flatnonzero(sel.undecided)
-        by_id = np.argsort(self.pool.id_rank[kept], kind="stable")  # output rows by prompt id
-        in_cand = pa.array(np.searchsorted(cand, kept[by_id]), pa.int64())
+        kept = kept[np.argsort(pool.id_rank[kept], kind="stable")]  # output rows by prompt id
         table = self._table(
             strategy,
-            kept[by_id],
+            kept,
             sel.c_rows,
             sel.r_rows,
             sel.c_target,
             sel.r_target,
-            c_text.take(in_cand),
-            r_text.take(in_cand),
+            texts.take(sel.c_rows[kept]),
+            texts.take(sel.r_rows[kept]),
         )
         stats = self._stats(strategy, table, sel.reasons)
         return table, stats
