@@ -52,13 +52,9 @@ def fingerprints(texts: pa.Array) -> np.ndarray:
     return out
 
 
-def identical_texts(
-    a: pa.Array, b: pa.Array, fp_a: np.ndarray | None = None, fp_b: np.ndarray | None = None
-) -> np.ndarray:
-    """Per position, whether ``a`` and ``b`` are equal after whitespace normalisation
-    (``fp_a``/``fp_b``: their :func:`fingerprints` when already computed)."""
-    fp_a = fingerprints(a) if fp_a is None else fp_a
-    fp_b = fingerprints(b) if fp_b is None else fp_b
+def identical_texts(a: pa.Array, b: pa.Array) -> np.ndarray:
+    """Per position, whether ``a`` and ``b`` are equal after whitespace normalisation."""
+    fp_a, fp_b = fingerprints(a), fingerprints(b)
     same = np.zeros(len(a), dtype=bool)
     rows = np.flatnonzero(fp_a == fp_b)
     if len(rows):
