@@ -1,8 +1,9 @@
 """A scored pool read by pyarrow in two passes: keys and rewards first, the texts after.
 
 Pass 1 reads the small columns of every file (prompt or prompt_id, sample_idx, reward,
-finish_reason), files in parallel threads, and groups the responses by prompt in sample order —
-the flat arrays plus offsets the numpy selection uses (:mod:`sweetspot.pairs.context`). Texts
+finish_reason) in one scan by Arrow's dataset scanner (:meth:`Files.read`), hashes each distinct
+prompt once, and groups the responses by prompt in sample order — the flat arrays plus offsets
+the numpy selection uses (:mod:`sweetspot.pairs.context`). Texts
 stay in the files: pass 2 (:class:`PoolTexts`) reads the text column once, takes the picked
 rows and finds the empty responses on the way. Every response is named by its *source row*:
 its row across the text files in order (a wide row's list items count one row each).

@@ -1,10 +1,11 @@
 """The input files of the pair stage, read by pyarrow: which files, which layout, which columns.
 
 Parquet files are read column by column (only the fields asked for; byte-array key columns as
-dictionaries, so each distinct prompt is seen once per batch), JSONL files by pyarrow's JSON
-reader with the types the stage needs. Every batch comes as a dict of logical fields (a field a
-file lacks is all nulls), numbered by its first row in the file, so that any error can name
-file, row (JSONL: line) and field.
+dictionaries, so each distinct prompt is seen once), all files in one scan of Arrow's dataset
+scanner (:meth:`Files.read`) or one file at a time (:meth:`Files.batches`); JSONL files by
+pyarrow's JSON reader with the types the stage needs. Every batch comes as a dict of logical
+fields (a field a file lacks is all nulls), numbered by its file and its first row there, so
+that any error can name file, row (JSONL: line) and field.
 """
 
 from __future__ import annotations
