@@ -190,7 +190,9 @@ class Files:
                     b[k] = b[k].cast(types[k]) if k in types else pa.nulls(n)
             for k, v in (shrink(i, start, b) if shrink else b).items():
                 if isinstance(v, np.ndarray) and total is not None and len(v) == n:
-                    placed.setdefault(k, np.empty(total, v.dtype))[g : g + n] = v
+                    if k not in placed:
+                        placed[k] = np.empty(total, v.dtype)
+                    placed[k][g : g + n] = v
                 else:
                     out.setdefault(k, []).append(v)
             return n
