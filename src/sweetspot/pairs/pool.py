@@ -426,15 +426,17 @@ class _Reader:
         hold = 0 < files.bytes_of("response") <= HOLD_TEXT_BYTES  # else read again in pass 2
         models: set[str] = set()
 
+        entries = [0]  # dictionary values of the batches so far
+
         def shrink(i: int, start: int, b: dict) -> dict:
             _null(files, i, start, b[key], f"missing prompt{' id' * (key == 'prompt_id')}", key)
-            return _numbers(files, i, start, b, models)
+            return _numbers(files, i, start, _split(b, key, entries), models)
 
         data, starts, chunk_files = files.read(keys + ["response"] * hold, self.tick, shrink)
         idx = data.pop("sample_idx")
         if (neg := np.flatnonzero(idx < 0)).size:
             _fail(files, *_file_row(starts, int(neg[0])), "sample index must be >= 0", "sample_idx")
-        code = self._codes(data.pop(key), files, starts, key, create)
+        code = self._codes(data.pop(key), data.pop("index", None), files, starts, key, create)
         rows = self._rows(code, idx, data, starts)
         rows.texts = _held(data.get("response"), chunk_files, len(files.paths))
         rows.models = sorted(models)
@@ -443,6 +445,7 @@ class _Reader:
     def _wide(self, files: Files) -> _Rows:
         """Pass 1 over wide rows (one row per prompt, lists of responses and rewards)."""
         hold = 0 < files.bytes_of("responses") <= HOLD_TEXT_BYTES
+        entries = [0]
 
         def shrink(i: int, start: int, b: dict) -> dict:  # list lengths need the responses
             resp, rew = b["responses"], b["rewards"]
@@ -456,7 +459,7 @@ class _Reader:
                 _fail(files, i, start + j, msg, "rewards")
             _null(files, i, start, b["prompt"], "missing prompt", "prompt")
             out = {"prompt": b["prompt"], "lens": nt, "reward": pc.list_flatten(rew)}
-            out = _numbers(files, i, start, out, set())
+            out = _numbers(files, i, start, _split(out, "prompt", entries), set())
             return {**out, "response": pc.list_flatten(resp)} if hold else out
 
         data, file_rows, chunk_files = files.read(
@@ -465,7 +468,8 @@ class _Reader:
         prompts = data.pop("prompt")
         lens = data.pop("lens")
         firsts = np.concatenate([[0], np.cumsum(lens)])
-        code = np.repeat(self._codes(prompts, files, file_rows, "prompt"), lens)
+        code = self._codes(prompts, data.pop("index", None), files, file_rows, "prompt")
+        code = np.repeat(code, lens)
         idx = np.arange(firsts[-1]) - np.repeat(firsts[:-1], lens)
         rows = self._rows(code, idx, data, firsts[file_rows])
         for i in range(len(files.paths)):
@@ -474,34 +478,36 @@ class _Reader:
         rows.texts = _held(data.get("response"), chunk_files, len(files.paths))
         return rows
 
-    def _codes(self, prompts: pa.ChunkedArray, files: Files, starts, key: str, create=True):
-        """The prompt code of each row (prompts hashed once per distinct value); a bad prompt
-        names the first row that has it."""
-        index = None
-        if pa.types.is_dictionary(prompts.type):
-            prompts = prompts.combine_chunks()  # one dictionary for all files
-            values, index = prompts.dictionary, np.asarray(prompts.indices)
-            used = np.zeros(len(values), bool)
+    def _codes(self, values: pa.ChunkedArray, index, files: Files, starts, key: str, create=True):
+        """The prompt code of each row: ``values`` are the rows' prompts, or with ``index`` the
+        dictionaries of all batches, one after the other, and each row's place in them (each
+        distinct prompt is hashed once); a bad prompt names the first row that has it."""
+        values = values.combine_chunks()
+        if index is not None:
+            distinct = pc.dictionary_encode(values)
+            values, entry = distinct.dictionary, np.asarray(distinct.indices)
+            used = np.zeros(len(entry), bool)
             used[index] = True
             if not used.all():  # a dictionary may hold values no row uses
-                values = values.filter(pa.array(used))
-                index = (np.cumsum(used) - 1).astype(np.int32)[index]
-        else:
-            values = prompts.combine_chunks()
+                keep = np.zeros(len(values), bool)
+                keep[entry[used]] = True
+                values, entry = values.filter(pa.array(keep)), (np.cumsum(keep) - 1)[entry]
         if key == "prompt_id":
             ids, msgs = values.to_pylist(), None
         else:
 
             def bad(j: int, msg: str) -> InputError:
-                i, row = _file_row(starts, j if index is None else int(np.argmax(index == j)))
+                g = j if index is None else int(np.argmax(entry[index] == j))
+                i, row = _file_row(starts, g)
                 file, line = located(files.paths[i], row)
                 return InputError(msg, file=file, row=line, field=files.field_name(key))
 
             ids, msgs = prompt_messages(values, bad)
         codes = self.prompts.intern(ids, msgs, create).astype(np.int32)
-        if index is None or np.array_equal(codes, np.arange(len(codes))):
-            return codes if index is None else index  # new prompts in dictionary order
-        return codes[index]
+        if index is None:
+            return codes
+        codes = codes[entry]  # per dictionary entry
+        return index if np.array_equal(codes, np.arange(len(codes))) else codes[index]
 
     def _rows(self, code: np.ndarray, idx: np.ndarray, data: dict, starts: np.ndarray) -> _Rows:
         """The status of pass 1's rows (from their rewards and truncated flags)."""
@@ -662,6 +668,17 @@ def _sorted(codes: np.ndarray, idx: np.ndarray, chunk: int = 1 << 20) -> bool:
         if not np.all((step > 0) | ((step == 0) & (np.diff(i) > 0))):
             return False
     return True
+
+
+def _split(b: dict, key: str, entries: list[int]) -> dict:
+    """A batch whose prompts are a dictionary: the dictionary stays (a part of one over all
+    batches, ``entries[0]`` values so far) and ``index`` (numpy) places each row in it."""
+    d = b[key]
+    if not pa.types.is_dictionary(d.type):
+        return b
+    index = d.indices.to_numpy(zero_copy_only=False).astype(np.int32) + np.int32(entries[0])
+    entries[0] += len(d.dictionary)
+    return {**b, key: d.dictionary, "index": index}
 
 
 def _numbers(files: Files, i: int, start: int, b: dict, models: set[str]) -> dict:
