@@ -131,8 +131,9 @@ class PairBuilder:
             texts = FetchedTexts(
                 pool.source_rows(rows), (texts or pool.texts).take(rows), pool.src_row
             )
-        maybe = np.flatnonzero(texts.signatures(c_rows) == texts.signatures(r_rows))
-        same = identical_texts(texts.take(c_rows[maybe]), texts.take(r_rows[maybe]))
+        c_at, r_at = texts.positions(c_rows), texts.positions(r_rows)
+        maybe = np.flatnonzero(texts.fingerprints[c_at] == texts.fingerprints[r_at])
+        same = identical_texts(texts.at(c_at[maybe]), texts.at(r_at[maybe]))
         identical = np.zeros(ctx.n_prompts, dtype=bool)
         identical[cand[maybe[same]]] = True
         sel.mark(identical, "identical_text")
@@ -141,6 +142,7 @@ class PairBuilder:
         sel.mark(~(c_reward - r_reward > self.margin), "below_margin")
         kept = np.flatnonzero(sel.undecided)
         kept = kept[np.argsort(pool.id_rank[kept], kind="stable")]  # output rows by prompt id
+        in_cand = np.searchsorted(cand, kept)  # kept is part of cand
         table = self._table(
             strategy,
             kept,
@@ -148,8 +150,8 @@ class PairBuilder:
             sel.r_rows,
             sel.c_target,
             sel.r_target,
-            texts.take(sel.c_rows[kept]),
-            texts.take(sel.r_rows[kept]),
+            texts.at(c_at[in_cand]),
+            texts.at(r_at[in_cand]),
         )
         stats = self._stats(strategy, table, sel.reasons)
         return table, stats

@@ -149,31 +149,34 @@ class Pool:
 
 
 class FetchedTexts(TextSource):
-    """The texts of a sorted set of source rows, fetched at once; ``take`` looks up any of them
-    by pool row (``src_of_row``), ``signatures`` their fingerprints (computed once for all
-    strategies)."""
+    """The texts of a sorted set of source rows, fetched at once: ``positions`` finds pool rows
+    (``src_of_row``) among them, ``at`` takes texts by position, ``fingerprints`` holds each
+    one's :func:`~sweetspot.pairs.identical.fingerprints` (given, or computed once)."""
 
-    def __init__(self, rows, texts: pa.Array, src_of_row, signatures=None) -> None:
+    def __init__(self, rows, texts: pa.Array, src_of_row, fingerprints=None) -> None:
         self.rows, self.texts, self.src_of_row = rows, texts, src_of_row
-        self._signatures = signatures
+        self._fingerprints = fingerprints
 
-    def _pos(self, rows: np.ndarray) -> np.ndarray:
+    def positions(self, rows: np.ndarray) -> np.ndarray:
         rows = rows if self.src_of_row is None else self.src_of_row[rows]
         pos = np.searchsorted(self.rows, rows)
         if len(rows) and (pos.max() >= len(self.rows) or np.any(self.rows[pos] != rows)):
             raise KeyError("a row whose text was not fetched")
         return pos
 
-    def take(self, rows: np.ndarray) -> pa.Array:
-        return self.texts.take(pa.array(self._pos(rows), pa.int64()))
+    def at(self, pos: np.ndarray) -> pa.Array:
+        return self.texts.take(pa.array(pos, pa.int64()))
 
-    def signatures(self, rows: np.ndarray) -> np.ndarray:
-        """The :func:`~sweetspot.pairs.identical.fingerprints` of the texts of ``rows``."""
+    def take(self, rows: np.ndarray) -> pa.Array:
+        return self.at(self.positions(rows))
+
+    @property
+    def fingerprints(self) -> np.ndarray:
         from sweetspot.pairs.identical import fingerprints
 
-        if self._signatures is None:
-            self._signatures = fingerprints(self.texts)
-        return self._signatures[self._pos(rows)]
+        if self._fingerprints is None:
+            self._fingerprints = fingerprints(self.texts)
+        return self._fingerprints
 
 
 @dataclass
