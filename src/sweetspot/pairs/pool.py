@@ -253,8 +253,8 @@ class PoolTexts(TextSource):
 
 def blank_rows(texts: pa.Array) -> np.ndarray:
     """Positions of the texts that are missing, empty or only whitespace (as str.isspace)."""
-    blank = pc.or_(pc.equal(pc.binary_length(texts), 0), pc.utf8_is_space(texts))
-    return np.flatnonzero(np.asarray(pc.fill_null(blank, True)))
+    space = np.asarray(pc.fill_null(pc.utf8_is_space(texts), True))  # "" is not space
+    return np.flatnonzero(space | (np.asarray(pc.binary_length(texts)) == 0))
 
 
 # -- pass 1 ------------------------------------------------------------------------------------

@@ -147,13 +147,12 @@ def _fetch(pool: Pool, builder, selections, strategies, cfg: PairConfig):
     """The texts the selections need, in one pass that also finds the empty responses; where
     one was in the pool it is taken out and every strategy picks again (the new picks of those
     prompts are read then)."""
-    src = np.unique(pool.source_rows(np.concatenate([s.text_rows for s in selections])))
+    src = _needed(pool, selections)
     fetched, blank, prints = pool.texts.scan(src)
     if np.isin(pool.status[blank], (USABLE, TRUNCATED)).any():
         pool = pool.without(blank)
         builder, selections = _select(pool, strategies, cfg)
-        need = np.unique(pool.source_rows(np.concatenate([s.text_rows for s in selections])))
-        more = np.setdiff1d(need, src)
+        more = np.setdiff1d(_needed(pool, selections), src)
         if len(more):
             extra, _, more_prints = pool.texts.scan(more, blanks=False)
             order = np.argsort(np.concatenate([src, more]))  # src alone is sorted already
@@ -161,6 +160,15 @@ def _fetch(pool: Pool, builder, selections, strategies, cfg: PairConfig):
             fetched = pa.concat_arrays([fetched, extra]).take(pa.array(order))
             prints = np.concatenate([prints, more_prints])[order]
     return pool, builder, selections, FetchedTexts(src, fetched, pool.src_row, prints)
+
+
+def _needed(pool: Pool, selections) -> np.ndarray:
+    """The sorted source rows whose texts the selections need, each once (marked in a mask: the
+    grid's 21 strategies name 2.6 M rows at n = 400, a sort of them took 0.4 s)."""
+    need = np.zeros(len(pool.rewards), bool)
+    for s in selections:
+        need[s.text_rows] = True
+    return np.unique(pool.source_rows(np.flatnonzero(need)))
 
 
 def _provenance(path: Path, pool: Pool) -> dict[str, str | None]:
