@@ -501,9 +501,7 @@ class _Reader:
 
             def bad(j: int, msg: str) -> InputError:
                 g = j if index is None else int(np.argmax(entry[index] == j))
-                i, row = _file_row(starts, g)
-                file, line = located(files.paths[i], row)
-                return InputError(msg, file=file, row=line, field=files.field_name(key))
+                return _error(files, *_file_row(starts, g), msg, key)
 
             ids, msgs = prompt_messages(values, bad)
         codes = self.prompts.intern(ids, msgs, create).astype(np.int32)
@@ -726,9 +724,14 @@ def _null(files: Files, i: int, start: int, arr: pa.Array, msg: str, key: str) -
         _fail(files, i, start + int(np.flatnonzero(np.asarray(arr.is_null()))[0]), msg, key)
 
 
-def _fail(files: Files, i: int, row: int, msg: str, key: str) -> None:
+def _error(files: Files, i: int, row: int, msg: str, key: str) -> InputError:
+    """The error of row ``row`` (0-based) of file ``i``, naming file, row (JSONL: line), field."""
     file, line = located(files.paths[i], row)
-    raise InputError(msg, file=file, row=line, field=files.field_name(key))
+    return InputError(msg, file=file, row=line, field=files.field_name(key))
+
+
+def _fail(files: Files, i: int, row: int, msg: str, key: str) -> None:
+    raise _error(files, i, row, msg, key)
 
 
 __all__ = [

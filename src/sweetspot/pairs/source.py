@@ -176,23 +176,23 @@ class Files:
         fields)`` may replace each batch's fields as it comes (numpy arrays are concatenated);
         ``tick(files done, files)``."""
         types = {k: self._type(k) for k in keys if k in self.cols}
-        counts = self.row_counts()
-        total = None if counts is None else int(counts.sum())
+        counts = self.row_counts()  # known: numbers go straight into place
+        first = None if counts is None else np.concatenate([[0], np.cumsum(counts)])
         out: dict[str, list] = {}
         placed: dict[str, np.ndarray] = {}  # per-row numbers put in place (rows known before)
         rows = np.zeros(len(self.paths) + 1, np.int64)
         chunk_files: list[int] = []
 
         def add(i: int, start: int, b: dict) -> int:
-            n, g = len(next(iter(b.values()))), int(rows.sum())
+            n = len(next(iter(b.values())))
             for k in keys:  # one type per field, whichever file it comes from
                 if k not in types or b[k].type != types[k]:
                     b[k] = b[k].cast(types[k]) if k in types else pa.nulls(n)
             for k, v in (shrink(i, start, b) if shrink else b).items():
-                if isinstance(v, np.ndarray) and total is not None and len(v) == n:
+                if isinstance(v, np.ndarray) and first is not None and len(v) == n:
                     if k not in placed:
-                        placed[k] = np.empty(total, v.dtype)
-                    placed[k][g : g + n] = v
+                        placed[k] = np.empty(int(first[-1]), v.dtype)
+                    placed[k][first[i] + start : first[i] + start + n] = v
                 else:
                     out.setdefault(k, []).append(v)
             return n
@@ -201,7 +201,7 @@ class Files:
             rows[i + 1] += add(i, start, b)
             chunk_files.append(i)
         if not chunk_files:  # no row: empty fields of the same kinds
-            total = None
+            first = None
             add(0, 0, {k: pa.array([], types.get(k, pa.null())) for k in keys})
         data = placed
         for k in list(out):  # the other numpy parts joined one field at a time
