@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -103,13 +103,22 @@ def _json_default(o: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def write_table(table: pa.Table, path: str | os.PathLike, fmt: str | None = None) -> Path:
-    """Write ``table`` atomically as Parquet or JSONL (chosen by ``fmt`` or the suffix)."""
+def write_table(
+    table: pa.Table,
+    path: str | os.PathLike,
+    fmt: str | None = None,
+    dictionary: Sequence[str] | None = None,
+) -> Path:
+    """Write ``table`` atomically as Parquet or JSONL (chosen by ``fmt`` or the suffix).
+    ``dictionary``: the only Parquet columns (paths such as ``chosen.list.element.role``) to
+    dictionary-encode (None: Parquet's default, every column tries it and falls back)."""
     path = Path(path)
     fmt = fmt or ("jsonl" if path.suffix in (".jsonl", ".json") else "parquet")
     with atomic_path(path) as tmp:
         if fmt == "parquet":
-            pq.write_table(table, tmp)
+            pq.write_table(
+                table, tmp, use_dictionary=True if dictionary is None else list(dictionary)
+            )
         elif fmt == "jsonl":
             with open(tmp, "w", encoding="utf-8") as f:
                 for row in table.to_pylist():

@@ -229,6 +229,18 @@ def test_stage_errors(tmp_path):
     assert "not in the prompt table" in e.message
 
 
+def test_only_the_few_valued_columns_are_dictionary_encoded(tmp_path):
+    run_pair(_write_pool("long_parquet", tmp_path, _prompts()), tmp_path / "out")
+    meta = pq.ParquetFile(tmp_path / "out" / "sweet-spot.parquet").metadata
+    group = meta.row_group(0)
+    encoded = {
+        group.column(j).path_in_schema
+        for j in range(meta.num_columns)
+        if "RLE_DICTIONARY" in group.column(j).encodings
+    }
+    assert encoded == set(build_mod.DICTIONARY_COLUMNS)
+
+
 def test_the_stage_gives_back_the_memory_settings_it_changes(tmp_path):
     from numpy._core.multiarray import _get_madvise_hugepage
 

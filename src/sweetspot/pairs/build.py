@@ -32,6 +32,15 @@ DROP_REASONS = (
 # Text bytes of one chunk of an output table: each chunk's string arrays stay below 2 GB.
 TABLE_CHUNK_BYTES = 1 << 30
 PERCENTILES = (5, 25, 50, 75, 95)
+# The columns of few distinct values: only these are dictionary-encoded in Parquet (trying it on
+# the rewards and texts and falling back took half of a grid table's write).
+DICTIONARY_COLUMNS = (
+    "strategy",
+    "chosen_idx",
+    "rejected_idx",
+    "n",
+    *(f"{c}.list.element.role" for c in ("prompt", "chosen", "rejected")),
+)
 
 
 def blom_expected_min_z(m: int | np.ndarray) -> np.ndarray:
@@ -140,8 +149,7 @@ class PairBuilder:
         c_reward = ctx.rewards[np.maximum(sel.c_rows, 0)]
         r_reward = ctx.rewards[np.maximum(sel.r_rows, 0)]
         sel.mark(~(c_reward - r_reward > self.margin), "below_margin")
-        kept = np.flatnonzero(sel.undecided)
-        kept = kept[np.argsort(pool.id_rank[kept], kind="stable")]  # output rows by prompt id
+        kept = pool.id_order[sel.undecided[pool.id_order]]  # output rows by prompt id
         in_cand = np.searchsorted(cand, kept)  # kept is part of cand
         table = self._table(
             strategy,
@@ -297,4 +305,11 @@ def _summary(x: np.ndarray) -> dict:
     return out
 
 
-__all__ = ["DROP_REASONS", "PairBuilder", "SEVEN_POSITIONS", "Selection", "blom_expected_min_z"]
+__all__ = [
+    "DICTIONARY_COLUMNS",
+    "DROP_REASONS",
+    "PairBuilder",
+    "SEVEN_POSITIONS",
+    "Selection",
+    "blom_expected_min_z",
+]

@@ -41,4 +41,6 @@ def combine_pairs(folder: str | Path, names: list[str], fmt: str = "parquet") ->
         )
         tables.append(t.append_column("pair_id", pair_id))
     combined = pa.concat_tables(tables, promote_options="default")
-    return write_table(combined, folder / f"{combo_name(names)}.{fmt}", fmt)
+    from sweetspot.pairs.build import DICTIONARY_COLUMNS
+
+    return write_table(combined, folder / f"{combo_name(names)}.{fmt}", fmt, DICTIONARY_COLUMNS)

@@ -101,11 +101,9 @@ class Pool:
         return pa.array(self.prompt_ids.tolist(), pa.string())
 
     @cached_property
-    def id_rank(self) -> np.ndarray:
-        """Each prompt's position when prompts are sorted by id (the order of output rows)."""
-        rank = np.empty(self.n_prompts, dtype=np.int64)
-        rank[np.argsort(self.prompt_ids, kind="stable")] = np.arange(self.n_prompts)
-        return rank
+    def id_order(self) -> np.ndarray:
+        """The prompts sorted by id (the order of output rows)."""
+        return np.argsort(self.prompt_ids, kind="stable")
 
     def without(self, blank: np.ndarray) -> Pool:
         """This pool less the responses of the source rows ``blank`` (empty texts), counted as

@@ -75,6 +75,8 @@ def run_pair(
         pool, builder, selections, texts = _fetch(pool, builder, selections, strategies, cfg)
         seconds["texts"] = time.perf_counter() - t
         step(STEPS[3])
+        from sweetspot.pairs.build import DICTIONARY_COLUMNS
+
         writing: list = []  # (name, stats, the write in a thread): one table built meanwhile
 
         def written() -> None:
@@ -93,7 +95,8 @@ def run_pair(
                 stats.update(texts_fetched=len(texts.rows))
                 stats["seconds"] = {**seconds, "build": time.perf_counter() - t}
                 path = out / f"{name}.{suffix}"
-                writing.append((name, stats, ex.submit(write_table, table, path, cfg.format)))
+                write = ex.submit(write_table, table, path, cfg.format, DICTIONARY_COLUMNS)
+                writing.append((name, stats, write))
                 del table
                 if len(writing) > 1:
                     written()
