@@ -149,18 +149,14 @@ class PairBuilder:
         c_reward = ctx.rewards[np.maximum(sel.c_rows, 0)]
         r_reward = ctx.rewards[np.maximum(sel.r_rows, 0)]
         sel.mark(~(c_reward - r_reward > self.margin), "below_margin")
-        kept = pool.id_order[sel.undecided[pool.id_order]]  # output rows by prompt id
-        in_cand = np.searchsorted(cand, kept)  # kept is part of cand
-        table = self._table(
-            strategy,
-            kept,
-            sel.c_rows,
-            sel.r_rows,
-            sel.c_target,
-            sel.r_target,
-            texts.at(c_at[in_cand]),
-            texts.at(r_at[in_cand]),
-        )
+        order, ids, messages = pool.by_id  # output rows in prompt-id order
+        if not (in_order := sel.undecided[order]).all():
+            ids, messages = ids.filter(in_order), messages.filter(in_order)
+        kept = order[in_order]
+        at = np.searchsorted(cand, kept)  # kept is part of cand
+        arrow = {"prompt": messages, "prompt_id": ids}
+        arrow.update(chosen=texts.at(c_at[at]), rejected=texts.at(r_at[at]))
+        table = self._table(sel, kept, arrow)
         stats = self._stats(strategy, table, sel.reasons)
         return table, stats
 
@@ -168,10 +164,11 @@ class PairBuilder:
         """The pair rows of one strategy and its statistics (counts, drops, diagnostics)."""
         return self.finish(self.select(strategy), texts)
 
-    def _table(self, strategy, kept, c_rows, r_rows, c_target, r_target, c_text, r_text):
-        """The output rows, in chunks whose texts stay well below 2 GB (string offsets)."""
-        nbytes = to_numpy(pc.binary_length(c_text), np.int64) + to_numpy(
-            pc.binary_length(r_text), np.int64
+    def _table(self, sel: Selection, kept: np.ndarray, arrow: dict[str, pa.Array]) -> pa.Table:
+        """The output rows (``arrow``: the prompts and texts of the ``kept`` prompts), in chunks
+        whose texts stay well below 2 GB (string offsets)."""
+        nbytes = to_numpy(pc.binary_length(arrow["chosen"]), np.int64) + to_numpy(
+            pc.binary_length(arrow["rejected"]), np.int64
         )
         cum = np.cumsum(nbytes)
         cuts = [0]
@@ -182,31 +179,22 @@ class PairBuilder:
         if len(cuts) == 1:
             cuts.append(0)
         parts = [
-            self._table_part(
-                strategy,
-                kept[a:b],
-                c_rows,
-                r_rows,
-                c_target,
-                r_target,
-                c_text.slice(a, b - a),
-                r_text.slice(a, b - a),
-            )
+            self._table_part(sel, kept[a:b], {k: v.slice(a, b - a) for k, v in arrow.items()})
             for a, b in zip(cuts[:-1], cuts[1:])
         ]
         return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
-    def _table_part(self, strategy, kept, c_rows, r_rows, c_target, r_target, c_text, r_text):
-        ctx, pool = self.ctx, self.pool
-        cr, rr = c_rows[kept], r_rows[kept]
+    def _table_part(self, sel: Selection, kept: np.ndarray, arrow: dict[str, pa.Array]):
+        ctx, name = self.ctx, sel.strategy.name
+        cr, rr = sel.c_rows[kept], sel.r_rows[kept]
         mu, sigma = ctx.mu[kept], ctx.sigma[kept]
         columns = {
-            "prompt": pool.messages.take(kept),
-            "chosen": _one_message(c_text),
-            "rejected": _one_message(r_text),
-            "prompt_id": pool.prompt_id_array.take(pa.array(kept, pa.int64())),
+            "prompt": arrow["prompt"],
+            "chosen": _one_message(arrow["chosen"]),
+            "rejected": _one_message(arrow["rejected"]),
+            "prompt_id": arrow["prompt_id"],
             "strategy": pa.DictionaryArray.from_arrays(
-                np.zeros(len(kept), dtype=np.int32), [strategy.name]
+                np.zeros(len(kept), dtype=np.int32), [name]
             ).cast(pa.string()),
             "chosen_idx": ctx.sample_idx[cr],
             "rejected_idx": ctx.sample_idx[rr],
@@ -216,8 +204,8 @@ class PairBuilder:
             "sigma": sigma,
             "chosen_z": (ctx.rewards[cr] - mu) / sigma,
             "rejected_z": (ctx.rewards[rr] - mu) / sigma,
-            "chosen_target": c_target[kept],
-            "rejected_target": r_target[kept],
+            "chosen_target": sel.c_target[kept],
+            "rejected_target": sel.r_target[kept],
             "n": ctx.n[kept],
         }
         if self.diagnostics:

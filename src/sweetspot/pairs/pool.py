@@ -97,13 +97,11 @@ class Pool:
         return len(self.prompt_ids)
 
     @cached_property
-    def prompt_id_array(self) -> pa.Array:
-        return pa.array(self.prompt_ids.tolist(), pa.string())
-
-    @cached_property
-    def id_order(self) -> np.ndarray:
-        """The prompts sorted by id (the order of output rows)."""
-        return np.argsort(self.prompt_ids, kind="stable")
+    def by_id(self) -> tuple[np.ndarray, pa.Array, pa.Array]:
+        """The prompts sorted by id (the order of output rows): their codes, ids and messages."""
+        order = np.argsort(self.prompt_ids, kind="stable")
+        ids = pa.array(self.prompt_ids[order].tolist(), pa.string())
+        return order, ids, self.messages.take(pa.array(order, pa.int64()))
 
     def without(self, blank: np.ndarray) -> Pool:
         """This pool less the responses of the source rows ``blank`` (empty texts), counted as
