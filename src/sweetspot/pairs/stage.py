@@ -171,7 +171,8 @@ def _needed(pool: Pool, selections) -> np.ndarray:
     need = np.zeros(len(pool.rewards), bool)
     for s in selections:
         need[s.text_rows] = True
-    return np.unique(pool.source_rows(np.flatnonzero(need)))
+    rows = pool.source_rows(np.flatnonzero(need))  # distinct: a pool row has its own source row
+    return rows if np.all(rows[1:] > rows[:-1]) else np.sort(rows)
 
 
 def _provenance(path: Path, pool: Pool) -> dict[str, str | None]:
