@@ -673,7 +673,7 @@ def _split(b: dict, key: str, entries: list[int]) -> dict:
     d = b[key]
     if not pa.types.is_dictionary(d.type):
         return b
-    index = d.indices.to_numpy(zero_copy_only=False).astype(np.int32) + np.int32(entries[0])
+    index = np.add(d.indices.to_numpy(zero_copy_only=False), entries[0], dtype=np.int32)
     entries[0] += len(d.dictionary)
     return {**b, key: d.dictionary, "index": index}
 
