@@ -251,6 +251,9 @@ def test_segment_sums_depend_on_the_segment_alone(segs):
     together = segment_sum(values, offsets)
     center = np.arange(len(segs)) * 0.1
     cubes = segment_sum(values, offsets, center=center, power=3)
+    for power in (1, 2, 3):  # blocks of a few values each: the reused buffers change nothing
+        small = segment_sum(values, offsets, center=center, power=power, block_values=3)
+        assert np.array_equal(small, segment_sum(values, offsets, center=center, power=power))
     for i, s in enumerate(segs):
         alone = segment_sum(np.array(s, dtype=np.float64), np.array([0, len(s)]))
         assert together[i] == alone[0]

@@ -87,14 +87,21 @@ def segment_sum(
         segs = np.arange(len(counts)) if uniform else np.flatnonzero(counts == size)
         step = max(1, block_values // size)
         cols = np.arange(size)
+        # blocks go through reused buffers: fresh temporaries of a block cost page faults
+        buf = np.empty((min(step, len(segs)), size))
+        cube = np.empty_like(buf) if center is not None and power == 3 else None
         for i in range(0, len(segs), step):
             block = segs[i : i + step]
+            x = buf[: len(block)]
             if uniform:
                 m = values[offsets[block[0]] : offsets[block[-1] + 1]].reshape(-1, size)
             else:
-                m = values[offsets[block][:, None] + cols]
+                m = np.take(values, offsets[block][:, None] + cols, out=x)
             if center is not None:
-                m = m - center[block][:, None]
-                m = m * m if power == 2 else m * m * m if power == 3 else m**power
+                m = np.subtract(m, center[block][:, None], out=x)
+                if power == 3:
+                    m = np.multiply(np.multiply(x, x, out=cube[: len(block)]), x, out=x)
+                else:
+                    m = np.multiply(x, x, out=x) if power == 2 else np.power(x, power, out=x)
             out[block] = m.sum(axis=1)
     return out
