@@ -81,8 +81,9 @@ def segment_sum(
     out = np.zeros(len(counts))
     if not len(values):
         return out
-    sizes = np.unique(counts[counts > 0])
-    uniform = len(sizes) == 1 and np.all(counts == sizes[0])
+    filled = counts[counts > 0]
+    uniform = len(filled) == len(counts) and filled.min() == filled.max()
+    sizes = filled[:1] if uniform else np.unique(filled)
     for size in sizes.tolist():
         segs = np.arange(len(counts)) if uniform else np.flatnonzero(counts == size)
         step = max(1, block_values // size)
