@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 SHARD_PROMPTS = 64  # prompts per shard, as the sample stage's default shard size
 STREAM_READ = """
@@ -86,8 +87,12 @@ def _prompts(n_prompts: int, root: Path) -> pa.Table:
     return table
 
 
-def write_pool(kind: str, root: Path, n_prompts: int, n: int, text_bytes: int, seed: int) -> Path:
-    """Write one pool of ``kind`` under ``root``; returns the path to pass to ``--input``."""
+def write_pool(
+    kind: str, root: Path, n_prompts: int, n: int, text_bytes: int, seed: int, empty: float = 0.0
+) -> Path:
+    """Write one pool of ``kind`` under ``root``; returns the path to pass to ``--input``.
+    ``empty``: the share of responses that are empty, each scored below its prompt's others
+    (as reward models score an empty answer), so that the lowest pick is often one."""
     from sweetspot.io import write_table
     from sweetspot.prompts import write_prompts
     from sweetspot.sampling import SAMPLES_SCHEMA
@@ -95,7 +100,7 @@ def write_pool(kind: str, root: Path, n_prompts: int, n: int, text_bytes: int, s
 
     rng = np.random.default_rng(seed)
     base = _word_buffer(rng)
-    out = root / f"{kind}-{n_prompts}x{n}-{text_bytes}B"
+    out = root / (f"{kind}-{n_prompts}x{n}-{text_bytes}B" + (f"-empty{empty:g}" if empty else ""))
     if (out / ".written").exists():
         return out  # kept from an earlier run (--keep)
     if out.exists():
@@ -118,6 +123,11 @@ def write_pool(kind: str, root: Path, n_prompts: int, n: int, text_bytes: int, s
             (mu[:, None] + sd[:, None] * rng.standard_normal((stop - start, n))).ravel()
         )
         texts = _texts(rng, base, rows, size)
+        if empty:
+            blank = rng.random(rows) < empty
+            texts = pc.if_else(pa.array(blank), "", texts)
+            low = np.repeat(mu - 5 * sd, n)  # below every other reward of the prompt
+            reward = pa.array(np.where(blank, low, reward.to_numpy()))
         if kind == "stage":
             samples = pa.table(
                 {
@@ -266,6 +276,12 @@ def main() -> None:
         "--compare", action="store_true", help="check the pairs against the test reference"
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--empty-share",
+        type=float,
+        default=0.0,
+        help="share of empty responses, scored lowest in their prompt (re-picks after pass 2)",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="runs of each; the fastest counts")
     ap.add_argument(
         "--baseline-src",
@@ -286,7 +302,9 @@ def main() -> None:
         for kind in args.pools:
             for n in args.n:
                 t = time.perf_counter()
-                pool = write_pool(kind, args.out, args.prompts, n, args.text_bytes, args.seed)
+                pool = write_pool(
+                    kind, args.out, args.prompts, n, args.text_bytes, args.seed, args.empty_share
+                )
                 files = pool_files(pool)
                 gb = sum(f.stat().st_size for f in files) / 1e9
                 text_gb = args.prompts * n * (args.text_bytes if kind != "rewards" else 8) / 1e9

@@ -94,6 +94,48 @@ def test_prompts_split_across_files(tmp_path):
     check_output(folder, tmp_path / "out", ["grid"])
 
 
+def test_new_picks_after_empty_responses_come_from_the_same_pass(tmp_path, monkeypatch):
+    """Empty responses scored lowest get picked, and pass 2 finds them: the prompts that had one
+    pick again, and where all of a prompt's rows are in one batch its new picks are read in that
+    same pass (file a: once); a prompt split across files is read again (file b)."""
+    import sweetspot.pairs.pool as pool_mod
+    from sweetspot.pairs.source import Files
+
+    monkeypatch.setattr(pool_mod, "HOLD_TEXT_BYTES", 0)  # texts read in pass 2
+    rows = [
+        {
+            "prompt": f"p{p}",
+            "sample_idx": k,
+            "response": "  " if k in (2, 5) else f"text {p} {k}",
+            "reward": -9.0 if k in (2, 5) else float((k * 7 + p) % 5),
+        }
+        for p in range(6)
+        for k in range(8)
+    ]
+
+    def part(names, keep=lambda r: True):
+        return pa.Table.from_pylist([r for r in rows if r["prompt"] in names and keep(r)])
+
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    pq.write_table(part({"p0", "p1"}), folder / "a.parquet")
+    b = pa.concat_tables([part({"p2", "p3"}), part({"p4"}, lambda r: r["sample_idx"] < 4)])
+    pq.write_table(b, folder / "b.parquet")
+    c = pa.concat_tables([part({"p4"}, lambda r: r["sample_idx"] >= 4), part({"p5"})])
+    pq.write_table(c, folder / "c.parquet")
+    reads, batches = [], Files.batches
+
+    def counted(self, f, keys):
+        reads.append(f.name)
+        return batches(self, f, keys)
+
+    monkeypatch.setattr(Files, "batches", counted)
+    specs = ["conventional", "sweet-spot"]
+    run_pair(folder, tmp_path / "out", PairConfig(strategies=specs))
+    check_output(folder, tmp_path / "out", specs)
+    assert reads.count("a.parquet") == 1 and reads.count("b.parquet") == 2, reads
+
+
 def test_a_glob_of_files(tmp_path):
     path = write_pool("shards", tmp_path, _prompts(20, seed=6))
     (path / "p-0000.parquet").rename(path / "skipped.parquet")

@@ -195,45 +195,48 @@ class PoolTexts(TextSource):
         src = np.asarray(rows, dtype=np.int64)
         src = src if self.src_row is None else self.src_row[src]
         uniq, back = np.unique(src, return_inverse=True)
-        return self.scan(uniq, blanks=False)[0].take(pa.array(back.ravel(), pa.int64()))
+        return self.scan(uniq, blanks=False)[1].take(pa.array(back.ravel(), pa.int64()))
 
     def scan(
-        self, wanted: np.ndarray, blanks: bool = True
-    ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-        """The texts of the sorted source rows ``wanted`` (large strings), their
+        self, wanted: np.ndarray, blanks: bool = True, instead: Callable | None = None
+    ) -> tuple[np.ndarray, pa.Array, np.ndarray, np.ndarray]:
+        """The sorted source rows read, their texts (large strings) and
         :func:`~sweetspot.pairs.identical.fingerprints` and, with ``blanks``, the source rows
         whose text is missing or only whitespace: one pass over the files that hold a wanted
-        row (every file with ``blanks``), in threads."""
+        row (every file with ``blanks``), in threads. The rows read are those of ``wanted``
+        (sorted) and, where a batch of rows ``[lo, hi)`` has empty ones, those of
+        ``instead(empty rows, lo, hi)``: what the picks become without them."""
         from sweetspot.pairs.identical import fingerprints
 
         at = np.searchsorted(wanted, self.starts)
         todo = [i for i in range(len(self.files.paths)) if blanks or at[i] < at[i + 1]]
 
-        def one(i: int) -> tuple[list[pa.Array], list[np.ndarray], list[np.ndarray]]:
-            want = wanted[at[i] : at[i + 1]]
-            texts, blank, prints = [], [], []
+        def one(i: int) -> list[tuple]:
+            want, out = wanted[at[i] : at[i + 1]], []
             for start, col in self._columns(i):
                 lo, hi = np.searchsorted(want, [start, start + len(col)])
-                if hi > lo:
-                    texts.append(col.take(pa.array(want[lo:hi] - start)).cast(pa.large_string()))
-                    prints.append(fingerprints(texts[-1]))
-                if blanks:
-                    blank.append(start + blank_rows(col))
-            return texts, blank, prints
+                rows, blank = want[lo:hi], start + blank_rows(col) if blanks else None
+                if instead is not None and blanks and len(blank):
+                    rows = np.union1d(rows, instead(blank, start, start + len(col)))
+                if len(rows):
+                    texts = col.take(pa.array(rows - start)).cast(pa.large_string())
+                    out.append((rows, texts, blank, fingerprints(texts), hi - lo))
+                elif blanks:
+                    out.append((None, None, blank, None, 0))
+            return out
 
-        got = in_threads(one, todo, self.tick)
+        got = [b for g in in_threads(one, todo, self.tick) for b in g]
         self.reads += len(wanted)
-        texts = [t for g in got for t in g[0]]
-        out = pa.concat_arrays(texts) if texts else pa.array([], pa.large_string())
-        if len(out) != len(wanted):
+        if sum(b[4] for b in got) != len(wanted):
             raise InputError("a picked response was not found again in the input")
-        found = [b for g in got for b in g[1]]
-        prints = [p for g in got for p in g[2]]
-        return (
-            out,
-            np.concatenate(found) if found else np.zeros(0, np.int64),
-            np.concatenate(prints) if prints else np.zeros(0, np.int64),
-        )
+
+        def joined(k: int) -> np.ndarray:
+            parts = [b[k] for b in got if b[k] is not None]
+            return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+        texts = [b[1] for b in got if b[1] is not None]
+        texts = pa.concat_arrays(texts) if texts else pa.array([], pa.large_string())
+        return joined(0), texts, joined(2), joined(3)
 
     def _columns(self, i: int) -> Iterator[tuple[int, pa.Array]]:
         """File ``i``'s texts, batch by batch, with the source row of each batch's first."""
@@ -332,7 +335,7 @@ def load_pool(
         reader = _Reader(Path(path), str(path), cols, exclude_truncated, max_samples, tick)
         pool = reader.read(prompts)
         if not defer_blank:
-            blank = pool.texts.scan(np.zeros(0, np.int64))[1]
+            blank = pool.texts.scan(np.zeros(0, np.int64))[2]
             pool = pool.without(blank) if len(blank) else pool
     return pool
 

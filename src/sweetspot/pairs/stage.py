@@ -148,21 +148,64 @@ def _select(pool: Pool, strategies, cfg: PairConfig):
 
 def _fetch(pool: Pool, builder, selections, strategies, cfg: PairConfig):
     """The texts the selections need, in one pass that also finds the empty responses; where
-    one was in the pool it is taken out and every strategy picks again (the new picks of those
-    prompts are read then)."""
+    one was in the pool it is taken out and every strategy picks again (the new picks are read
+    in the same pass where all of their prompt's rows are in one batch, else after it)."""
     src = _needed(pool, selections)
-    fetched, blank, prints = pool.texts.scan(src)
+    rows, fetched, blank, prints = pool.texts.scan(src, instead=_instead(pool, strategies, cfg))
     if np.isin(pool.status[blank], (USABLE, TRUNCATED)).any():
         pool = pool.without(blank)
         builder, selections = _select(pool, strategies, cfg)
-        more = np.setdiff1d(_needed(pool, selections), src)
+        more = np.setdiff1d(_needed(pool, selections), rows)
         if len(more):
-            extra, _, more_prints = pool.texts.scan(more, blanks=False)
-            order = np.argsort(np.concatenate([src, more]))  # src alone is sorted already
-            src = np.concatenate([src, more])[order]
+            more, extra, _, more_prints = pool.texts.scan(more, blanks=False)
+            order = np.argsort(np.concatenate([rows, more]))  # rows alone are sorted already
+            rows = np.concatenate([rows, more])[order]
             fetched = pa.concat_arrays([fetched, extra]).take(pa.array(order))
             prints = np.concatenate([prints, more_prints])[order]
-    return pool, builder, selections, FetchedTexts(src, fetched, pool.src_row, prints)
+    return pool, builder, selections, FetchedTexts(rows, fetched, pool.src_row, prints)
+
+
+def _instead(pool: Pool, strategies, cfg: PairConfig) -> Callable | None:
+    """For pass 2: ``instead(empty, lo, hi)``, the source rows every strategy picks, once the
+    empty responses ``empty`` of the source rows ``[lo, hi)`` are left out, in the prompts that
+    had one and whose rows all lie there (a prompt's picks depend on its own responses only).
+    None where pool rows are not in source order."""
+    from sweetspot.pairs.build import PairBuilder
+
+    src, off = pool.src_row, pool.offsets
+    if src is not None and np.any(src[1:] <= src[:-1]):
+        return None
+
+    def instead(empty: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        rows = empty
+        if src is not None:  # the empty responses that are in the pool, as pool rows
+            pos = np.minimum(np.searchsorted(src, empty), len(src) - 1)
+            rows = pos[src[pos] == empty] if len(src) else pos[:0]
+        prompts = np.unique(np.searchsorted(off, rows, "right") - 1)
+        first, last = pool.source_rows(off[prompts]), pool.source_rows(off[prompts + 1] - 1)
+        prompts = prompts[(first >= lo) & (last < hi)]
+        if not len(prompts):
+            return rows[:0]
+        n = off[prompts + 1] - off[prompts]
+        sub = np.repeat(off[prompts] - np.cumsum(n) + n, n) + np.arange(n.sum())
+        keep = ~np.isin(sub, rows)
+        seg = np.repeat(np.arange(len(prompts)), n)[keep]
+        sub = sub[keep]
+        part = Pool(
+            prompt_ids=pool.prompt_ids[prompts],
+            messages=pool.messages,
+            offsets=np.concatenate([[0], np.cumsum(np.bincount(seg, minlength=len(prompts)))]),
+            sample_idx=pool.sample_idx[sub],
+            rewards=pool.rewards[sub],
+            src_row=None,
+            texts=pool.texts,
+            responses_in=len(sub),
+        )
+        builder = PairBuilder.from_pool(part, ddof=cfg.ddof, seed=cfg.seed, diagnostics=False)
+        picked = np.concatenate([builder.select(s).text_rows for s in strategies])
+        return pool.source_rows(sub[picked])
+
+    return instead
 
 
 def _needed(pool: Pool, selections) -> np.ndarray:
