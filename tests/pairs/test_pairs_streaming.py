@@ -94,14 +94,18 @@ def test_prompts_split_across_files(tmp_path):
     check_output(folder, tmp_path / "out", ["grid"])
 
 
-def test_new_picks_after_empty_responses_come_from_the_same_pass(tmp_path, monkeypatch):
+@pytest.mark.parametrize("held", [None, 1])
+def test_new_picks_after_empty_responses_come_from_the_same_pass(tmp_path, monkeypatch, held):
     """Empty responses scored lowest get picked, and pass 2 finds them: the prompts that had one
-    pick again, and where all of a prompt's rows are in one batch its new picks are read in that
-    same pass (file a: once); a prompt split across files is read again (file b)."""
+    pick again, and where all of a prompt's rows are in the texts in hand (about BATCH_BYTES,
+    from consecutive files) their new picks are read in that same pass: every file once. With
+    one batch in hand at a time, a prompt split across files b and c is read again."""
     import sweetspot.pairs.pool as pool_mod
     from sweetspot.pairs.source import Files
 
     monkeypatch.setattr(pool_mod, "HOLD_TEXT_BYTES", 0)  # texts read in pass 2
+    if held:
+        monkeypatch.setattr(pool_mod, "BATCH_BYTES", held)
     rows = [
         {
             "prompt": f"p{p}",
@@ -133,7 +137,8 @@ def test_new_picks_after_empty_responses_come_from_the_same_pass(tmp_path, monke
     specs = ["conventional", "sweet-spot"]
     run_pair(folder, tmp_path / "out", PairConfig(strategies=specs))
     check_output(folder, tmp_path / "out", specs)
-    assert reads.count("a.parquet") == 1 and reads.count("b.parquet") == 2, reads
+    again = ["b.parquet"] if held else []
+    assert sorted(reads) == sorted(["a.parquet", "b.parquet", "c.parquet", *again]), reads
 
 
 def test_a_glob_of_files(tmp_path):

@@ -36,7 +36,7 @@ from sweetspot.errors import InputError
 from sweetspot.io import MESSAGES_TYPE
 from sweetspot.pairs.context import PoolContext
 from sweetspot.pairs.prompts import DEFAULT_COLUMNS, load_prompt_table, prompt_messages
-from sweetspot.pairs.source import Files, located, table_files
+from sweetspot.pairs.source import BATCH_BYTES, Files, located, table_files
 
 # Why a response is left out (the order is the order of the checks).
 RESPONSE_DROPS = ("non_finite_reward", "empty_response", "truncated")
@@ -204,28 +204,53 @@ class PoolTexts(TextSource):
         :func:`~sweetspot.pairs.identical.fingerprints` and, with ``blanks``, the source rows
         whose text is missing or only whitespace: one pass over the files that hold a wanted
         row (every file with ``blanks``), in threads. The rows read are those of ``wanted``
-        (sorted) and, where a batch of rows ``[lo, hi)`` has empty ones, those of
-        ``instead(empty rows, lo, hi)``: what the picks become without them."""
+        (sorted) and, where the batches of rows ``[lo, hi)`` in hand (about ``BATCH_BYTES``
+        of text) have empty ones, those of ``instead(empty rows, lo, hi)``: what the picks
+        become without them."""
         from sweetspot.pairs.identical import fingerprints
 
         at = np.searchsorted(wanted, self.starts)
         todo = [i for i in range(len(self.files.paths)) if blanks or at[i] < at[i + 1]]
+        instead = instead if blanks else None
+        groups = self._groups(todo) if instead else [[i] for i in todo]  # consecutive files
 
-        def one(i: int) -> list[tuple]:
-            want, out = wanted[at[i] : at[i + 1]], []
-            for start, col in self._columns(i):
-                lo, hi = np.searchsorted(want, [start, start + len(col)])
-                rows, blank = want[lo:hi], start + blank_rows(col) if blanks else None
-                if instead is not None and blanks and len(blank):
-                    rows = np.union1d(rows, instead(blank, start, start + len(col)))
-                if len(rows):
-                    texts = col.take(pa.array(rows - start)).cast(pa.large_string())
-                    out.append((rows, texts, blank, fingerprints(texts), hi - lo))
-                elif blanks:
-                    out.append((None, None, blank, None, 0))
+        def one(group: list[int]) -> list[tuple]:
+            out, held = [], []
+
+            def flush() -> None:
+                empty = np.concatenate([h[3] for h in held]) if instead and held else []
+                if len(empty):
+                    lo, hi = held[0][0], held[-1][0] + len(held[-1][1])
+                    extra = np.sort(instead(empty, lo, hi))
+                for start, col, rows, blank in held:
+                    found = len(rows)
+                    if len(empty):
+                        lo, hi = np.searchsorted(extra, [start, start + len(col)])
+                        rows = np.union1d(rows, extra[lo:hi])
+                    if len(rows):
+                        texts = col.take(pa.array(rows - start)).cast(pa.large_string())
+                        out.append((rows, texts, blank, fingerprints(texts), found))
+                    elif blanks:
+                        out.append((None, None, blank, None, 0))
+                held.clear()
+
+            size = empties = 0  # of the batches held: from one with an empty response on
+            for i in group:
+                want = wanted[at[i] : at[i + 1]]
+                for start, col in self._columns(i):
+                    lo, hi = np.searchsorted(want, [start, start + len(col)])
+                    blank = start + blank_rows(col) if blanks else None
+                    held.append((start, col, want[lo:hi], blank))
+                    size, empties = size + col.nbytes, empties + (len(blank) if instead else 0)
+                    if not empties or size >= BATCH_BYTES:
+                        flush()
+                        size = empties = 0
+            flush()
             return out
 
-        got = [b for g in in_threads(one, todo, self.tick) for b in g]
+        ends = np.cumsum([len(g) for g in groups])
+        tick = self.tick and (lambda done, _: self.tick(int(ends[done - 1]), len(todo)))
+        got = [b for g in in_threads(one, groups, tick) for b in g]
         self.reads += len(wanted)
         if sum(b[4] for b in got) != len(wanted):
             raise InputError("a picked response was not found again in the input")
@@ -237,6 +262,19 @@ class PoolTexts(TextSource):
         texts = [b[1] for b in got if b[1] is not None]
         texts = pa.concat_arrays(texts) if texts else pa.array([], pa.large_string())
         return joined(0), texts, joined(2), joined(3)
+
+    def _groups(self, files: list[int]) -> list[list[int]]:
+        """Consecutive files in groups of about ``BATCH_BYTES`` of text."""
+        rows = np.diff(self.starts)
+        per_row = self.files.bytes_of(self.key) / max(int(rows.sum()), 1)
+        groups, size = [], BATCH_BYTES
+        for i in files:
+            if size >= BATCH_BYTES:
+                groups.append([])
+                size = 0
+            groups[-1].append(i)
+            size += rows[i] * per_row
+        return groups
 
     def _columns(self, i: int) -> Iterator[tuple[int, pa.Array]]:
         """File ``i``'s texts, batch by batch, with the source row of each batch's first."""
