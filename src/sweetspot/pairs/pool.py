@@ -137,6 +137,30 @@ class Pool:
         """The source rows of pool rows ``rows``."""
         return rows if self.src_row is None else self.src_row[rows]
 
+    @cached_property
+    def in_source_order(self) -> bool:
+        """Whether pool rows follow their source rows (the input was grouped and in order)."""
+        src = self.src_row
+        return src is None or bool(np.all(src[1:] > src[:-1]))
+
+    def distinct_rows(self, picks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The pool rows named in ``picks``, each once, and their source rows, in source order
+        (few picks sorted; many — the grid's 21 strategies name 2.6 M rows at n = 400 —
+        marked in a mask)."""
+        if sum(len(p) for p in picks) * 16 < len(self.rewards):
+            rows = np.sort(np.concatenate(picks)) if picks else np.zeros(0, np.int64)
+            rows = rows[np.diff(rows, prepend=-1) != 0]  # np.unique hashes: 20x slower
+        else:
+            need = np.zeros(len(self.rewards), bool)
+            for p in picks:
+                need[p] = True
+            rows = np.flatnonzero(need)
+        src = self.source_rows(rows)
+        if not self.in_source_order:
+            order = np.argsort(src)
+            rows, src = rows[order], src[order]
+        return rows, src
+
     def context(self, ddof: float = 0.0, seed: int = 0) -> PoolContext:
         """Statistics of this pool for pair selection."""
         return PoolContext(
