@@ -261,6 +261,42 @@ def run_baseline(args, pool: Path, strategies: list[str], pairs_out: Path) -> di
     return {**m, "same_pairs": bool(same)}
 
 
+def run_duckdb(args, kind: str, pool: Path, strategies: list[str], pairs_out: Path) -> dict:
+    """Issue 15's DuckDB script (``duckdb_pairs.py``) on the same files, timed the same way;
+    ``same_picks``: its (chosen, rejected) indices and texts are the stage's, as multisets (the
+    script has no empty-response or identical-text rule: equal on pools without those)."""
+    import pyarrow.parquet as pq
+
+    out = args.out / f"duckdb-pairs-of-{pool.name}"
+    script = Path(__file__).with_name("duckdb_pairs.py")
+    if kind == "stage":
+        rewards, texts, key, text_col = pool / "scores", pool / "samples", "prompt_id", "text"
+    else:
+        rewards = texts = pool
+        key, text_col = ("prompt", "response") if kind == "long" else ("prompt_id", "response")
+    cmd = [sys.executable, str(script), "--rewards", str(rewards / "part-*.parquet"),
+           "--texts", str(texts / "part-*.parquet"), "--key", key, "--text-col", text_col,
+           "--out", str(out)]  # fmt: skip
+    runs = []
+    for _ in range(args.repeat):
+        shutil.rmtree(out, ignore_errors=True)
+        runs.append(measure(cmd))
+    cols = ["chosen", "rejected", "chosen_idx", "rejected_idx"]
+    same = True
+    for name in ("sweet-spot", "conventional"):
+        if name in map(_stem, strategies):
+            a = pq.read_table(out / f"{name}.parquet", columns=cols)
+            b = pq.read_table(pairs_out / f"{name}.parquet", columns=cols)
+            for c in ("chosen", "rejected"):  # one assistant message each: its text
+                text = pc.struct_field(pc.list_flatten(b[c]), "content").cast(a[c].type)
+                b = b.set_column(b.schema.get_field_index(c), c, text)
+            order = [(c, "ascending") for c in cols]
+            a, b = a.sort_by(order), b.sort_by(order)
+            same &= a.num_rows == b.num_rows and all(a[c].equals(b[c]) for c in cols)
+    shutil.rmtree(out, ignore_errors=True)
+    return {**min(runs, key=lambda r: r["wall_s"]), "same_picks": bool(same)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=61_135)
@@ -291,6 +327,11 @@ def main() -> None:
     )
     ap.add_argument(
         "--baseline-max-n", type=int, default=16, help="run the baseline only up to this n"
+    )
+    ap.add_argument(
+        "--duckdb",
+        action="store_true",
+        help="also run issue 15's DuckDB script (benchmarks/duckdb_pairs.py) on the same files",
     )
     args = ap.parse_args()
     strategies = args.strategy or ["sweet-spot", "conventional"]
@@ -342,6 +383,8 @@ def main() -> None:
                     )
                 if args.baseline_src and n <= args.baseline_max_n:
                     row["baseline"] = run_baseline(args, pool, strategies, pairs_out)
+                if args.duckdb:
+                    row["duckdb"] = run_duckdb(args, kind, pool, strategies, pairs_out)
                 shutil.rmtree(pairs_out, ignore_errors=True)
                 results.append(row)
                 print(
@@ -362,6 +405,13 @@ def main() -> None:
                             if "error" not in b
                             else f"failed: {b['error']}"
                         ),
+                        flush=True,
+                    )
+                if "duckdb" in row:
+                    d = row["duckdb"]
+                    print(
+                        f"  DuckDB script: {d['wall_s']:.1f} s {d['peak_mb']:.0f} MB, "
+                        f"{d['wall_s'] / read['wall_s']:.2f}x read, same picks: {d['same_picks']}",
                         flush=True,
                     )
                 if not args.keep:
