@@ -262,9 +262,12 @@ def run_baseline(args, pool: Path, strategies: list[str], pairs_out: Path) -> di
 
 
 def run_duckdb(args, kind: str, pool: Path, strategies: list[str], pairs_out: Path) -> dict:
-    """Issue 15's DuckDB script (``duckdb_pairs.py``) on the same files, timed the same way;
-    ``same_picks``: its (chosen, rejected) indices and texts are the stage's, as multisets (the
-    script has no empty-response or identical-text rule: equal on pools without those)."""
+    """Issue 15's DuckDB script (``duckdb_pairs.py``) on the same files, timed the same way.
+    ``same_picks``: every pair the stage wrote is one of the script's (indices and texts), and
+    the script's others are exactly the stage's identical-text drops (a rule the script lacks;
+    on pools with empty responses it differs)."""
+    from collections import Counter
+
     import pyarrow.parquet as pq
 
     out = args.out / f"duckdb-pairs-of-{pool.name}"
@@ -281,18 +284,21 @@ def run_duckdb(args, kind: str, pool: Path, strategies: list[str], pairs_out: Pa
     for _ in range(args.repeat):
         shutil.rmtree(out, ignore_errors=True)
         runs.append(measure(cmd))
-    cols = ["chosen", "rejected", "chosen_idx", "rejected_idx"]
+    cols = ["chosen_idx", "rejected_idx", "chosen", "rejected"]
     same = True
     for name in ("sweet-spot", "conventional"):
         if name in map(_stem, strategies):
             a = pq.read_table(out / f"{name}.parquet", columns=cols)
             b = pq.read_table(pairs_out / f"{name}.parquet", columns=cols)
             for c in ("chosen", "rejected"):  # one assistant message each: its text
-                text = pc.struct_field(pc.list_flatten(b[c]), "content").cast(a[c].type)
+                text = pc.struct_field(pc.list_flatten(b[c]), "content")
                 b = b.set_column(b.schema.get_field_index(c), c, text)
-            order = [(c, "ascending") for c in cols]
-            a, b = a.sort_by(order), b.sort_by(order)
-            same &= a.num_rows == b.num_rows and all(a[c].equals(b[c]) for c in cols)
+            script_rows = Counter(zip(*(a[c].to_pylist() for c in cols)))
+            stage_rows = Counter(zip(*(b[c].to_pylist() for c in cols)))
+            stats = json.loads((pairs_out / f"{name}.json").read_text())
+            extra = script_rows - stage_rows
+            same &= not stage_rows - script_rows
+            same &= extra.total() == stats["dropped"]["identical_text"]
     shutil.rmtree(out, ignore_errors=True)
     return {**min(runs, key=lambda r: r["wall_s"]), "same_picks": bool(same)}
 
