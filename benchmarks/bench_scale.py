@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -340,6 +341,8 @@ def main() -> None:
         help="also run issue 15's DuckDB script (benchmarks/duckdb_pairs.py) on the same files",
     )
     args = ap.parse_args()
+    if args.duckdb and importlib.util.find_spec("duckdb") is None:
+        ap.error("--duckdb runs DuckDB, which sweetspot does not install: pip install duckdb")
     strategies = args.strategy or ["sweet-spot", "conventional"]
     cli = sweetspot_cli()
     env_note = f"{os.cpu_count()} CPUs"

@@ -3,9 +3,10 @@
 Per prompt: mean and population σ, ``arg_min``/``arg_max`` with ties to the lower sample index
 for each pick, the picked texts fetched by a join, each dataset written with ``COPY ... TO``
 Parquet. It has none of the stage's provenance columns, drop reasons, diagnostics, empty-response
-or identical-text checks: a lower bound for what an engine spends on the same pool, run by
+or identical-text checks: what an engine spends on the bare picks of the same pool, run by
 ``bench_scale.py --duckdb`` in the same run as the stage and the read.
 
+    pip install duckdb
     python benchmarks/duckdb_pairs.py --rewards 'POOL/scores/*.parquet' \\
         --texts 'POOL/samples/*.parquet' --key prompt_id --text-col text --out DIR
 """
