@@ -203,6 +203,15 @@ def measure(cmd: list[str], env: dict | None = None) -> dict:
     return {"wall_s": round(wall, 2), "peak_mb": round(peak / 2**20, 1)}
 
 
+def fastest(cmd: list[str], out: Path, repeat: int, env: dict | None = None) -> dict:
+    """The fastest of ``repeat`` runs of ``cmd`` (a noisy machine), each into a fresh ``out``."""
+    runs = []
+    for _ in range(repeat):
+        shutil.rmtree(out, ignore_errors=True)
+        runs.append(measure(cmd, env=env))
+    return min(runs, key=lambda r: r["wall_s"])
+
+
 def sweetspot_cli() -> str:
     exe = shutil.which("sweetspot") or str(Path(sys.executable).parent / "sweetspot")
     if not Path(exe).exists():
@@ -242,14 +251,10 @@ def run_baseline(args, pool: Path, strategies: list[str], pairs_out: Path) -> di
     for s in strategies:
         cmd += ["-s", s]
     env = {**os.environ, "PYTHONPATH": str(args.baseline_src.resolve())}
-    runs = []
     try:
-        for _ in range(args.repeat):  # the fastest counts, as for the stage measured
-            shutil.rmtree(out, ignore_errors=True)
-            runs.append(measure(cmd, env=env))
+        m = fastest(cmd, out, args.repeat, env)
     except RuntimeError as e:
         return {"error": str(e).splitlines()[-1][:300]}
-    m = min(runs, key=lambda r: r["wall_s"])
     same = True
     for name in map(_stem, strategies):
         a, b = pq.read_table(out / f"{name}.parquet"), pq.read_table(pairs_out / f"{name}.parquet")
@@ -281,10 +286,7 @@ def run_duckdb(args, kind: str, pool: Path, strategies: list[str], pairs_out: Pa
     cmd = [sys.executable, str(script), "--rewards", str(rewards / "part-*.parquet"),
            "--texts", str(texts / "part-*.parquet"), "--key", key, "--text-col", text_col,
            "--out", str(out)]  # fmt: skip
-    runs = []
-    for _ in range(args.repeat):
-        shutil.rmtree(out, ignore_errors=True)
-        runs.append(measure(cmd))
+    m = fastest(cmd, out, args.repeat)
     cols = ["chosen_idx", "rejected_idx", "chosen", "rejected"]
     same = True
     for name in ("sweet-spot", "conventional"):
@@ -301,7 +303,7 @@ def run_duckdb(args, kind: str, pool: Path, strategies: list[str], pairs_out: Pa
             same &= not stage_rows - script_rows
             same &= extra.total() == stats["dropped"]["identical_text"]
     shutil.rmtree(out, ignore_errors=True)
-    return {**min(runs, key=lambda r: r["wall_s"]), "same_picks": bool(same)}
+    return {**m, "same_picks": bool(same)}
 
 
 def main() -> None:
