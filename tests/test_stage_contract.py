@@ -180,7 +180,8 @@ EXECUTION_CHANGES = {
 def test_changing_execution_settings_of_every_stage_reruns_nothing(
     tmp_path, tiny_lm_dir, sweetspot_bin
 ):
-    run_dir = tmp_path / "RUN"
+    # a path longer than a terminal line: the summary is matched whole, not wrapped (piped)
+    run_dir = tmp_path / "a-run-folder-whose-name-alone-is-longer-than-a-line-of-eighty-columns"
     cfg = _tiny_run_config(tmp_path, tiny_lm_dir)
     first = subprocess.run([sweetspot_bin, "run", str(cfg), "-o", str(run_dir), "--no-report"],
                            capture_output=True, text=True, timeout=600)  # fmt: skip

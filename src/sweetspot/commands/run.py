@@ -44,7 +44,7 @@ def run(
 
     cfg = load_config(config)
     run_dir = folder_of(config, output)
-    console = Console()
+    console = Console(soft_wrap=True)  # a path in a line stays whole when piped
     result = run_loop(cfg, run_dir, console=console, force=force, progress=progress)
     if report:
         from sweetspot.report import write_report

@@ -49,7 +49,7 @@ def sweep(
 
     cfg = load_sweep_config(config)
     run_dir = folder_of(config, output)
-    console = Console()
+    console = Console(soft_wrap=True)  # a path in a line stays whole when piped
     run_sweep(cfg, run_dir, console=console, force=force, stats_only=stats_only, progress=progress)
     if report:
         from sweetspot.report import write_report
