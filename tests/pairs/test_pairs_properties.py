@@ -260,3 +260,40 @@ def test_segment_sums_depend_on_the_segment_alone(segs):
         assert together[i] == pytest.approx(math.fsum(s), abs=1e-12)
         c = segment_sum(np.array(s), np.array([0, len(s)]), center=center[i : i + 1], power=3)
         assert cubes[i] == c[0]
+
+
+EXTREME = [0.0, 0.5, 0.1, -2.0, 5e-324, -1e-310, 1e-160, 1.7e308, -1e308, 123456.789]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    segs=st.lists(
+        st.tuples(st.sampled_from(EXTREME), st.integers(1, 40), st.sampled_from([0, 1, -1, 2])),
+        min_size=1,
+        max_size=10,
+    )
+)
+@example(segs=[(123456.789, 5, 0), (0.1, 3, 0), (1 / 3, 40, 0)])  # sum / n misses by an ulp
+def test_all_equal_rewards_are_found_whatever_their_size(segs):
+    """Prompts whose rewards are all equal are found, whatever the value (near 0, near
+    overflow, subnormal) and with one value an ulp away; their σ is exactly 0 and μ the value —
+    both where they are compared value by value and where every prompt's min and max are."""
+    from unittest import mock
+
+    from sweetspot.pairs.context import PoolContext
+
+    values = []
+    for v, n, ulps in segs:  # n copies of v, the last one moved by `ulps` ulps
+        last = v
+        for _ in range(abs(ulps)):
+            last = np.nextafter(last, np.inf if ulps > 0 else -np.inf)
+        values.append(np.array([v] * (n - 1) + [last]))
+    flat = np.concatenate(values)
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in values])]).astype(np.int64)
+    equal = np.array([x.min() == x.max() for x in values])
+    for few in (0, 10**6):
+        with mock.patch("sweetspot.pairs.context._FEW", few):
+            ctx = PoolContext(flat, offsets, np.zeros(len(flat), np.int64), np.arange(len(segs)))
+            assert np.array_equal(ctx.constant, equal)
+            assert (ctx.sigma[equal] == 0).all()
+            assert np.array_equal(ctx.mu[equal], flat[offsets[:-1][equal]])

@@ -10,6 +10,8 @@ import numpy as np
 from sweetspot.pairs.segments import argbest, segment_ids, segment_reduce, segment_sum
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_EPS = np.finfo(np.float64).eps
+_FEW = 1024  # past this many prompts to compare value by value, one min and max pass is quicker
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -73,28 +75,36 @@ class PoolContext:
         return dense, valid
 
     @cached_property
-    def _range(self) -> tuple[np.ndarray, np.ndarray]:
-        """Lowest and highest reward per prompt (NaN for a prompt without rewards)."""
-        return (
-            segment_reduce(np.fmin, self.rewards, self.offsets),
-            segment_reduce(np.fmax, self.rewards, self.offsets),
-        )
+    def _moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """μ, the sum of squared deviations from it, and which prompts have all rewards equal
+        (μ is then the value and σ exactly 0: summing n equal values and dividing by n can miss
+        the value by an ulp, which would leave σ ≈ 1e-16). Only prompts whose deviations are at
+        rounding level (or not finite) are compared value by value."""
+        n, off, r = self.n, self.offsets, self.rewards
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            mu = segment_sum(r, off) / n
+            m2 = segment_sum(r, off, center=mu, power=2)
+            near = np.flatnonzero((n > 0) & ~(m2 > n * (4 * n * _EPS * np.abs(mu)) ** 2))
+        if len(near) > _FEW:
+            lo, hi = (segment_reduce(f, r, off) for f in (np.fmin, np.fmax))
+            constant = (n > 0) & (lo == hi)
+        else:
+            constant = np.zeros(len(n), dtype=bool)
+            for p in near.tolist():
+                constant[p] = r[off[p] : off[p + 1]].min() == r[off[p] : off[p + 1]].max()
+        mu[constant], m2[constant] = r[off[:-1][constant]], 0.0
+        return mu, m2, constant
 
-    @cached_property
+    @property
     def constant(self) -> np.ndarray:
-        """Prompts whose rewards are all equal: σ is exactly 0 there (summing n equal values
-        and dividing by n can miss the value by an ulp, which would leave σ ≈ 1e-16)."""
-        lo, hi = self._range
-        return (self.n > 0) & (lo == hi)
+        """Prompts whose rewards are all equal."""
+        return self._moments[2]
 
-    @cached_property
+    @property
     def mu(self) -> np.ndarray:
         """Mean reward per prompt; each prompt's sum is computed from its own rewards alone
         (:func:`segment_sum`), so μ — and every tie it decides — does not depend on the pool."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mu = segment_sum(self.rewards, self.offsets) / self.n
-        mu[self.constant] = self._range[1][self.constant]
-        return mu
+        return self._moments[0]
 
     def _central_moment_sums(self, power: int) -> np.ndarray:
         """Per prompt, the sum of (r - mu)**power (0 where all rewards are equal)."""
@@ -102,9 +112,9 @@ class PoolContext:
         out[self.constant] = 0.0
         return out
 
-    @cached_property
+    @property
     def _m2(self) -> np.ndarray:
-        return self._central_moment_sums(2)
+        return self._moments[1]
 
     @cached_property
     def ddof_undefined(self) -> np.ndarray:
