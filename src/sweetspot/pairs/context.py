@@ -85,13 +85,12 @@ class PoolContext:
             mu = segment_sum(r, off) / n
             m2 = segment_sum(r, off, center=mu, power=2)
             near = np.flatnonzero((n > 0) & ~(m2 > n * (4 * n * _EPS * np.abs(mu)) ** 2))
-        if len(near) > _FEW:
-            lo, hi = (segment_reduce(f, r, off) for f in (np.fmin, np.fmax))
-            constant = (n > 0) & (lo == hi)
-        else:
-            constant = np.zeros(len(n), dtype=bool)
-            for p in near.tolist():
-                constant[p] = r[off[p] : off[p + 1]].min() == r[off[p] : off[p + 1]].max()
+            if len(near) > _FEW:
+                lo, hi = (segment_reduce(f, r, off) for f in (np.fmin, np.fmax))
+                constant = (n > 0) & (lo == hi)
+            else:  # finite values: max - min is 0 exactly when they are equal
+                constant = np.zeros(len(n), dtype=bool)
+                constant[near] = [np.ptp(r[off[p] : off[p + 1]]) == 0 for p in near.tolist()]
         mu[constant], m2[constant] = r[off[:-1][constant]], 0.0
         return mu, m2, constant
 
